@@ -1,0 +1,187 @@
+package diaspora
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// Metadata is a JSON value attached to an event, a topic or a plug-in.
+//
+// It is kept as compact JSON text and parsed only when asked (Decode, IsObject,
+// AsString), so that pushing an event never parses or re-encodes its metadata
+// on the default path. The zero value is the empty object {}. A Metadata is
+// immutable and safe to share between goroutines.
+type Metadata struct {
+	b []byte // compact JSON text; nil means {}
+}
+
+var emptyObject = []byte("{}")
+
+// NewMetadata validates text as JSON and keeps its compact form. Invalid JSON
+// gives an error wrapping ErrInvalidJSON.
+func NewMetadata(text string) (Metadata, error) {
+	return compactMetadata([]byte(text))
+}
+
+// MustMetadata is like NewMetadata but panics on invalid JSON. It is meant for
+// constants in programs and tests.
+func MustMetadata(text string) Metadata {
+	md, err := NewMetadata(text)
+	if err != nil {
+		panic(err)
+	}
+	return md
+}
+
+// MetadataFromBytes validates b as JSON. When b is already compact it is kept
+// as is, without a copy: the caller hands ownership of b to the Metadata and
+// must not modify it afterwards. Invalid JSON gives an error wrapping
+// ErrInvalidJSON.
+func MetadataFromBytes(b []byte) (Metadata, error) {
+	return compactMetadata(b)
+}
+
+// compactMetadata validates b and returns its compact form, which is b itself
+// when b holds no whitespace; the caller gives up b.
+func compactMetadata(b []byte) (Metadata, error) {
+	if !json.Valid(b) {
+		return Metadata{}, fmt.Errorf("diaspora: metadata %s: %w", quoteShort(b), ErrInvalidJSON)
+	}
+	if isCompact(b) {
+		return Metadata{b: b}, nil
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(b))
+	if err := json.Compact(&buf, b); err != nil {
+		return Metadata{}, fmt.Errorf("diaspora: metadata %s: %w: %v", quoteShort(b), ErrInvalidJSON, err)
+	}
+	return Metadata{b: buf.Bytes()}, nil
+}
+
+// isCompact reports whether the valid JSON text b has no whitespace outside
+// its strings.
+func isCompact(b []byte) bool {
+	inString, escaped := false, false
+	for _, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			escaped = c == '\\'
+			inString = c != '"'
+		case c == '"':
+			inString = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			return false
+		}
+	}
+	return true
+}
+
+// StringMetadata returns the JSON string value s. It does not parse s: any
+// text, JSON or not, becomes a string.
+func StringMetadata(s string) Metadata {
+	b, err := json.Marshal(s)
+	if err != nil { // cannot happen for a string
+		panic(err)
+	}
+	return Metadata{b: b}
+}
+
+// MetadataOf returns the JSON encoding of v, as json.Marshal gives it.
+func MetadataOf(v any) (Metadata, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return Metadata{}, fmt.Errorf("diaspora: metadata of a %T: %w: %v", v, ErrInvalidArgument, err)
+	}
+	return Metadata{b: b}, nil
+}
+
+// Dump returns the compact JSON text; "{}" for the zero value.
+func (m Metadata) Dump() string { return string(m.Bytes()) }
+
+// String returns the compact JSON text, like Dump.
+func (m Metadata) String() string { return m.Dump() }
+
+// Bytes returns the compact JSON text without a copy. The caller must not
+// modify it.
+func (m Metadata) Bytes() []byte {
+	if m.b == nil {
+		return emptyObject
+	}
+	return m.b
+}
+
+// Decode parses the JSON value into v, as json.Unmarshal does.
+func (m Metadata) Decode(v any) error {
+	if err := json.Unmarshal(m.Bytes(), v); err != nil {
+		return fmt.Errorf("diaspora: decoding metadata %s into a %T: %w", quoteShort(m.Bytes()), v, err)
+	}
+	return nil
+}
+
+// IsObject reports whether the value is a JSON object.
+func (m Metadata) IsObject() bool { return m.Bytes()[0] == '{' }
+
+// AsString returns the string of a JSON string value; any other value is an
+// error wrapping ErrInvalidMetadata.
+func (m Metadata) AsString() (string, error) {
+	b := m.Bytes()
+	if b[0] != '"' {
+		return "", fmt.Errorf("diaspora: metadata %s is not a JSON string: %w", quoteShort(b), ErrInvalidMetadata)
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return "", fmt.Errorf("diaspora: metadata %s: %w: %v", quoteShort(b), ErrInvalidJSON, err)
+	}
+	return s, nil
+}
+
+// MarshalJSON returns the JSON text, so a Metadata can sit inside values given
+// to json.Marshal or MetadataOf.
+func (m Metadata) MarshalJSON() ([]byte, error) { return m.Bytes(), nil }
+
+// UnmarshalJSON keeps a compact copy of data.
+func (m *Metadata) UnmarshalJSON(data []byte) error {
+	md, err := compactMetadata(bytes.Clone(data))
+	if err != nil {
+		return err
+	}
+	*m = md
+	return nil
+}
+
+func (Metadata) isArg()      {}
+func (Metadata) isTopicArg() {}
+
+// field returns the raw JSON of the named field of an object, or nil when m
+// is not an object or lacks the field.
+func (m Metadata) field(name string) (json.RawMessage, error) {
+	if !m.IsObject() {
+		return nil, nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(m.Bytes(), &obj); err != nil {
+		return nil, fmt.Errorf("diaspora: metadata %s: %w: %v", quoteShort(m.Bytes()), ErrInvalidJSON, err)
+	}
+	return obj[name], nil
+}
+
+// quoteShort shows at most 64 bytes of b in an error message: as is when b is
+// compact JSON, else quoted.
+func quoteShort(b []byte) string {
+	const max = 64
+	more := ""
+	if len(b) > max {
+		more = "..."
+	}
+	if json.Valid(b) && isCompact(b) {
+		return string(b[:min(len(b), max)]) + more
+	}
+	return fmt.Sprintf("%q", b[:min(len(b), max)]) + more
+}
+
+// PartitionInfo describes one partition of a topic; its Metadata is chosen by
+// the driver.
+type PartitionInfo struct{ Metadata }

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The test command: vet, then every package's tests under the race detector.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+go vet ./...
+go test -race -count=1 -timeout 20m ./...
