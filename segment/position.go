@@ -1,0 +1,130 @@
+package segment
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// Consumer positions live in dir/positions/<name>, one 16-byte file each
+// (see FORMAT.md); updates are staged in dir/positions.tmp/.
+const (
+	positionsDir    = "positions"
+	positionsTmpDir = "positions.tmp"
+	maxConsumerName = 200
+
+	posMagic   = "DSP1"
+	posOffNext = 4  // uint64 next event ID
+	posOffCRC  = 12 // CRC32C of bytes 0..11
+	posLen     = 16
+)
+
+// storeMu serializes StorePosition within the process; across processes the
+// unique temporary names keep concurrent updates from interleaving.
+var storeMu sync.Mutex
+
+// validConsumerName refuses names that could escape the positions directory
+// or are not portable file names.
+func validConsumerName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+	case len(name) > maxConsumerName:
+	case strings.ContainsAny(name, "/\x00"):
+	case strings.Contains(name, ".."):
+	default:
+		return nil
+	}
+	return fmt.Errorf("segment: invalid consumer name %q (non-empty, at most %d bytes, no '/', NUL or \"..\")", name, maxConsumerName)
+}
+
+func encodePosition(next uint64) []byte {
+	b := make([]byte, posLen)
+	copy(b, posMagic)
+	binary.LittleEndian.PutUint64(b[posOffNext:], next)
+	binary.LittleEndian.PutUint32(b[posOffCRC:], crc32.Checksum(b[:posOffCRC], castagnoli))
+	return b
+}
+
+func decodePosition(b []byte) (uint64, error) {
+	if len(b) != posLen || string(b[:len(posMagic)]) != posMagic {
+		return 0, errors.New("bad position record length or magic")
+	}
+	if crc32.Checksum(b[:posOffCRC], castagnoli) != binary.LittleEndian.Uint32(b[posOffCRC:]) {
+		return 0, errBadCRC
+	}
+	return binary.LittleEndian.Uint64(b[posOffNext:]), nil
+}
+
+// StorePosition durably records that consumer's next event to deliver is
+// next. The update is atomic: a crash leaves the old or the new value.
+func StorePosition(dir, consumer string, next uint64) error {
+	if err := validConsumerName(consumer); err != nil {
+		return err
+	}
+	pdir := filepath.Join(dir, positionsDir)
+	tdir := filepath.Join(dir, positionsTmpDir)
+	for _, d := range []string{pdir, tdir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	storeMu.Lock()
+	defer storeMu.Unlock()
+	if err := writeFileAtomic(tdir, filepath.Join(pdir, consumer), encodePosition(next), 0o600); err != nil {
+		return fmt.Errorf("segment: store position %q in %s: %w", consumer, dir, err)
+	}
+	return nil
+}
+
+// LoadPosition returns consumer's stored next event ID; ok is false if none
+// was stored. A damaged record is an error, never a value.
+func LoadPosition(dir, consumer string) (next uint64, ok bool, err error) {
+	if err := validConsumerName(consumer); err != nil {
+		return 0, false, err
+	}
+	path := filepath.Join(dir, positionsDir, consumer)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	v, err := decodePosition(b)
+	if err != nil {
+		return 0, false, fmt.Errorf("segment: position file %s: %w", path, err)
+	}
+	return v, true, nil
+}
+
+// Positions returns every stored consumer position of dir.
+func Positions(dir string) (map[string]uint64, error) {
+	pdir := filepath.Join(dir, positionsDir)
+	ents, err := os.ReadDir(pdir)
+	m := make(map[string]uint64, len(ents))
+	if errors.Is(err, fs.ErrNotExist) {
+		return m, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() || validConsumerName(e.Name()) != nil {
+			continue
+		}
+		v, ok, err := LoadPosition(dir, e.Name())
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			m[e.Name()] = v
+		}
+	}
+	return m, nil
+}
