@@ -75,6 +75,13 @@ func syncDir(dir string) error {
 // fsync it, rename it over path, fsync path's directory. A crash at any point
 // leaves either the old or the new content at path.
 func writeFileAtomic(tmpDir, path string, data []byte, perm os.FileMode) error {
+	return writeFileReplace(tmpDir, path, data, perm, true)
+}
+
+// writeFileReplace replaces path with data through a rename, so a reader or
+// a crash sees the old or the new content; with fsync false nothing is
+// fsynced, which survives the crash of processes but not of the system.
+func writeFileReplace(tmpDir, path string, data []byte, perm os.FileMode, fsync bool) error {
 	f, err := os.CreateTemp(tmpDir, ".tmp-*")
 	if err != nil {
 		return err
@@ -93,8 +100,10 @@ func writeFileAtomic(tmpDir, path string, data []byte, perm os.FileMode) error {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
+	if fsync {
+		if err := f.Sync(); err != nil {
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
@@ -103,6 +112,9 @@ func writeFileAtomic(tmpDir, path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	ok = true
+	if !fsync {
+		return nil
+	}
 	if tmpDir != filepath.Dir(path) {
 		syncDir(tmpDir) // best effort: the tmp name vanishing need not be durable
 	}

@@ -64,6 +64,16 @@ func decodePosition(b []byte) (uint64, error) {
 // StorePosition durably records that consumer's next event to deliver is
 // next. The update is atomic: a crash leaves the old or the new value.
 func StorePosition(dir, consumer string, next uint64) error {
+	return storePosition(dir, consumer, next, true)
+}
+
+// WritePosition is StorePosition without fsync: as atomic, and it survives
+// the crash of any process, but not of the operating system.
+func WritePosition(dir, consumer string, next uint64) error {
+	return storePosition(dir, consumer, next, false)
+}
+
+func storePosition(dir, consumer string, next uint64, fsync bool) error {
 	if err := validConsumerName(consumer); err != nil {
 		return err
 	}
@@ -76,7 +86,7 @@ func StorePosition(dir, consumer string, next uint64) error {
 	}
 	storeMu.Lock()
 	defer storeMu.Unlock()
-	if err := writeFileAtomic(tdir, filepath.Join(pdir, consumer), encodePosition(next), 0o600); err != nil {
+	if err := writeFileReplace(tdir, filepath.Join(pdir, consumer), encodePosition(next), 0o600, fsync); err != nil {
 		return fmt.Errorf("segment: store position %q in %s: %w", consumer, dir, err)
 	}
 	return nil

@@ -493,3 +493,19 @@ func TestParseSyncPolicy(t *testing.T) {
 		t.Fatal("bad policy accepted")
 	}
 }
+
+func TestWritePositionIsReadBackAndReplaces(t *testing.T) {
+	dir := t.TempDir()
+	for _, v := range []uint64{3, 9, 4} {
+		if err := WritePosition(dir, "fast", v); err != nil {
+			t.Fatal(err)
+		}
+		got, ok, err := LoadPosition(dir, "fast")
+		if err != nil || !ok || got != v {
+			t.Fatalf("LoadPosition after WritePosition(%d) = %d, %v, %v", v, got, ok, err)
+		}
+	}
+	if err := WritePosition(dir, "../escape", 1); err == nil {
+		t.Fatal("WritePosition accepted a name that escapes the directory")
+	}
+}
