@@ -1,0 +1,393 @@
+package ring
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/diaspora-shm/diaspora/shm"
+)
+
+// DefaultAbandonTimeout is how long a reader waits on a claim whose producer
+// is alive (or unknown) before turning it into padding.
+const DefaultAbandonTimeout = 2 * time.Second
+
+// deadGrace is how long a reader waits on a claim of a dead producer.
+const deadGrace = 10 * time.Millisecond
+
+// Options configure Create.
+type Options struct {
+	Capacity    int         // data region bytes: a power of two in [64 KiB, 1 GiB]
+	ReaderSlots int         // default DefaultSlots, at most MaxSlots
+	FirstID     uint64      // ID of the first record
+	Durable     bool        // space is reused only behind ArchivedPos too
+	Perm        os.FileMode // default 0600
+}
+
+// Ring is one process's handle on a ring file. Its methods are safe for
+// concurrent use; Claims and Readers must not be used after Close.
+type Ring struct {
+	m       *shm.Mapping
+	path    string
+	hdr     []byte // header region
+	data    []byte // data region, Capacity bytes
+	cap     uint64
+	mask    uint64
+	slots   int
+	durable bool
+	firstID uint64
+	self    shm.Process
+	abandon atomic.Int64 // nanoseconds
+	closed  atomic.Bool
+}
+
+// Create makes a new ring file dir/name. If it exists the error wraps
+// os.ErrExist.
+func Create(dir, name string, o Options) (*Ring, error) {
+	if !archSupported {
+		return nil, errArch
+	}
+	if o.ReaderSlots == 0 {
+		o.ReaderSlots = DefaultSlots
+	}
+	if o.Perm == 0 {
+		o.Perm = 0600
+	}
+	if o.Capacity < MinCapacity || o.Capacity > MaxCapacity || o.Capacity&(o.Capacity-1) != 0 {
+		return nil, fmt.Errorf("ring: create %s: capacity %d is not a power of two in [%d, %d]", name, o.Capacity, MinCapacity, MaxCapacity)
+	}
+	if o.ReaderSlots < 1 || o.ReaderSlots > MaxSlots {
+		return nil, fmt.Errorf("ring: create %s: %d reader slots, want 1..%d", name, o.ReaderSlots, MaxSlots)
+	}
+	hs := headerSizeFor(o.ReaderSlots)
+	m, err := shm.Create(dir, name, hs+o.Capacity, o.Perm)
+	if err != nil {
+		return nil, fmt.Errorf("ring: %w", err)
+	}
+	b := m.Bytes()
+	copy(b[OffMagic:], Magic)
+	le := binary.LittleEndian
+	le.PutUint32(b[OffVersion:], Version)
+	le.PutUint32(b[OffHeaderSize:], uint32(hs))
+	le.PutUint64(b[OffCapacity:], uint64(o.Capacity))
+	le.PutUint32(b[OffReaderSlots:], uint32(o.ReaderSlots))
+	var fl uint32
+	if o.Durable {
+		fl |= FlagDurable
+	}
+	le.PutUint32(b[OffFlags:], fl)
+	le.PutUint64(b[OffFirstID:], o.FirstID)
+	le.PutUint64(b[OffCreatedUnixNano:], uint64(time.Now().UnixNano()))
+	le.PutUint32(b[OffCreatorPID:], shm.Self().PID)
+	store64(b, OffTailID, o.FirstID)
+	r, err := newRing(m)
+	if err != nil {
+		m.Close()
+		os.Remove(m.Path())
+		return nil, err
+	}
+	return r, nil
+}
+
+// Open maps an existing ring file and validates its header. Garbage gives an
+// error wrapping ErrCorrupt (or a version error), never a panic.
+func Open(dir, name string) (*Ring, error) {
+	if !archSupported {
+		return nil, errArch
+	}
+	m, err := shm.Open(dir, name)
+	if err != nil {
+		return nil, fmt.Errorf("ring: %w", err)
+	}
+	r, err := newRing(m)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func newRing(m *shm.Mapping) (*Ring, error) {
+	b := m.Bytes()
+	path := m.Path()
+	bad := func(off int, field string, v uint64, why string) error {
+		return &CorruptError{Path: path, Pos: uint64(off), Field: field, Value: v, Why: why}
+	}
+	if len(b) < HeaderBase {
+		return nil, bad(0, "file size", uint64(len(b)), "shorter than a ring header")
+	}
+	if !bytes.Equal(b[OffMagic:OffMagic+8], []byte(Magic)) {
+		return nil, bad(OffMagic, "magic", binary.LittleEndian.Uint64(b), "not a ring file")
+	}
+	le := binary.LittleEndian
+	if v := le.Uint32(b[OffVersion:]); v != Version {
+		return nil, fmt.Errorf("ring: %s: version %d, this code reads version %d: %w", path, v, Version, ErrCorrupt)
+	}
+	ns := le.Uint32(b[OffReaderSlots:])
+	if ns < 1 || ns > MaxSlots {
+		return nil, bad(OffReaderSlots, "readerSlots", uint64(ns), fmt.Sprintf("want 1..%d", MaxSlots))
+	}
+	hs := le.Uint32(b[OffHeaderSize:])
+	if int(hs) != headerSizeFor(int(ns)) {
+		return nil, bad(OffHeaderSize, "headerSize", uint64(hs), fmt.Sprintf("want %d for %d slots", headerSizeFor(int(ns)), ns))
+	}
+	c := le.Uint64(b[OffCapacity:])
+	if c < MinCapacity || c > MaxCapacity || bits.OnesCount64(c) != 1 {
+		return nil, bad(OffCapacity, "capacity", c, "not a power of two in [64 KiB, 1 GiB]")
+	}
+	if uint64(len(b)) != uint64(hs)+c {
+		return nil, bad(0, "file size", uint64(len(b)), fmt.Sprintf("want headerSize+capacity = %d", uint64(hs)+c))
+	}
+	fl := le.Uint32(b[OffFlags:])
+	if fl&^FlagDurable != 0 {
+		return nil, bad(OffFlags, "flags", uint64(fl), "unknown flag bits")
+	}
+	r := &Ring{
+		m: m, path: path, hdr: b[:hs], data: b[hs:], cap: c, mask: c - 1,
+		slots: int(ns), durable: fl&FlagDurable != 0, firstID: le.Uint64(b[OffFirstID:]),
+		self: shm.Self(),
+	}
+	r.abandon.Store(int64(DefaultAbandonTimeout))
+	// Dynamic fields only grow; reading the others before the tail means a
+	// consistent ring always passes even while it is in use.
+	head := load64(b, OffHeadCache)
+	arch := load64(b, OffArchivedPos)
+	var maxSlot uint64
+	for i := 0; i < r.slots; i++ {
+		so := r.slotOff(i)
+		st := load32(b, so+SlotOffState)
+		if st > SlotActive {
+			return nil, bad(so+SlotOffState, fmt.Sprintf("slot %d state", i), uint64(st), "want 0, 1 or 2")
+		}
+		if st == SlotActive {
+			rp := load64(b, so+SlotOffReleasePos)
+			if rp%RecordAlign != 0 {
+				return nil, bad(so+SlotOffReleasePos, fmt.Sprintf("slot %d releasePos", i), rp, "not 16-aligned")
+			}
+			maxSlot = max(maxSlot, rp)
+		}
+	}
+	tail := load64(b, OffTailPos)
+	tid := load64(b, OffTailID)
+	switch {
+	case tail%RecordAlign != 0 || tail >= MaxPos:
+		return nil, bad(OffTailPos, "tailPos", tail, "not 16-aligned or past 2^62")
+	case head%RecordAlign != 0:
+		return nil, bad(OffHeadCache, "headCache", head, "not 16-aligned")
+	case arch%RecordAlign != 0:
+		return nil, bad(OffArchivedPos, "archivedPos", arch, "not 16-aligned")
+	case head > tail:
+		return nil, bad(OffHeadCache, "headCache", head, fmt.Sprintf("beyond tailPos %d", tail))
+	case tail-head > c:
+		return nil, bad(OffHeadCache, "headCache", head, fmt.Sprintf("more than capacity behind tailPos %d", tail))
+	case arch > tail:
+		return nil, bad(OffArchivedPos, "archivedPos", arch, fmt.Sprintf("beyond tailPos %d", tail))
+	case maxSlot > tail:
+		return nil, bad(HeaderBase, "slot releasePos", maxSlot, fmt.Sprintf("beyond tailPos %d", tail))
+	case tid < r.firstID:
+		return nil, bad(OffTailID, "tailID", tid, fmt.Sprintf("below firstID %d", r.firstID))
+	}
+	if v := load32(b, OffComplete); v > 1 {
+		return nil, bad(OffComplete, "complete", uint64(v), "want 0 or 1")
+	}
+	return r, nil
+}
+
+func (r *Ring) slotOff(i int) int { return HeaderBase + i*SlotSize }
+
+// Close unmaps the ring. It must not run concurrently with other methods of
+// the Ring or of its Claims and Readers, and none of them (nor Entry slices)
+// may be used afterwards: the memory is gone. Idempotent.
+func (r *Ring) Close() error {
+	if r.closed.Swap(true) {
+		return nil
+	}
+	return r.m.Close()
+}
+
+// Path returns the ring file's path.
+func (r *Ring) Path() string { return r.path }
+
+// Capacity returns the data region size in bytes.
+func (r *Ring) Capacity() int { return int(r.cap) }
+
+// Durable reports whether space is also pinned by ArchivedPos.
+func (r *Ring) Durable() bool { return r.durable }
+
+// FirstID returns the ID of the first record of this ring file.
+func (r *Ring) FirstID() uint64 { return r.firstID }
+
+// MaxRecordSize returns the largest 32+len(meta)+len(data) of one record:
+// Capacity/4. A batch may total at most Capacity/2 bytes.
+func (r *Ring) MaxRecordSize() int { return int(r.cap / 4) }
+
+// SetAbandonTimeout sets how long readers of this handle wait on a claim of a
+// live producer before turning it into padding.
+func (r *Ring) SetAbandonTimeout(d time.Duration) { r.abandon.Store(int64(d)) }
+
+// ArchivedPos returns the position up to which records are archived.
+func (r *Ring) ArchivedPos() uint64 { return load64(r.hdr, OffArchivedPos) }
+
+// SetArchived advances ArchivedPos to pos (never backwards) and wakes
+// producers waiting for space and WaitArchived callers.
+func (r *Ring) SetArchived(pos uint64) {
+	for {
+		old := load64(r.hdr, OffArchivedPos)
+		if pos <= old {
+			return
+		}
+		if cas64(r.hdr, OffArchivedPos, old, pos) {
+			break
+		}
+	}
+	add32(r.hdr, OffArchivedSeq, 1)
+	if load32(r.hdr, OffArchivedWaiters) > 0 {
+		shm.FutexWake(p32(r.hdr, OffArchivedSeq), -1)
+	}
+	r.wakeSpace()
+}
+
+// WaitArchived waits until ArchivedPos >= pos (timeout < 0: no limit).
+func (r *Ring) WaitArchived(pos uint64, timeout time.Duration) error {
+	var deadline time.Time
+	if timeout >= 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	for {
+		if load64(r.hdr, OffArchivedPos) >= pos {
+			return nil
+		}
+		if r.closed.Load() {
+			return ErrClosed
+		}
+		d := 100 * time.Millisecond
+		if timeout >= 0 {
+			rem := time.Until(deadline)
+			if rem <= 0 {
+				return fmt.Errorf("%w: archived position %d < %d in %s", ErrTimeout, r.ArchivedPos(), pos, r.path)
+			}
+			d = min(d, rem)
+		}
+		seq := load32(r.hdr, OffArchivedSeq)
+		add32(r.hdr, OffArchivedWaiters, 1)
+		if load64(r.hdr, OffArchivedPos) < pos {
+			shm.FutexWait(p32(r.hdr, OffArchivedSeq), seq, d)
+		}
+		add32(r.hdr, OffArchivedWaiters, -1)
+	}
+}
+
+// SetArchiver records the archiving process (informational).
+func (r *Ring) SetArchiver(p shm.Process) {
+	store32(r.hdr, OffArchiverPID, p.PID)
+	store64(r.hdr, OffArchiverStart, p.Start)
+}
+
+// MarkComplete sets the end-of-stream flag and wakes every reader.
+func (r *Ring) MarkComplete() {
+	store32(r.hdr, OffComplete, 1)
+	add32(r.hdr, OffDataSeq, 1)
+	shm.FutexWake(p32(r.hdr, OffDataSeq), -1)
+}
+
+// Complete reports whether MarkComplete was called.
+func (r *Ring) Complete() bool { return load32(r.hdr, OffComplete) != 0 }
+
+// wakeData wakes sleeping readers if there are any. Called after a state
+// change readers wait for (commit, abort, padding). The caller's change was
+// made with a seq-cst CAS before this load of dataWaiters; a reader
+// increments dataWaiters before re-checking the header (both seq-cst), so
+// either we see its increment and bump the sequence it will wait on, or it
+// sees our change and does not sleep.
+func (r *Ring) wakeData() {
+	if load32(r.hdr, OffDataWaiters) > 0 {
+		add32(r.hdr, OffDataSeq, 1)
+		shm.FutexWake(p32(r.hdr, OffDataSeq), -1)
+	}
+}
+
+// wakeSpace wakes producers waiting for space (same pattern as wakeData).
+func (r *Ring) wakeSpace() {
+	if load32(r.hdr, OffSpaceWaiters) > 0 {
+		add32(r.hdr, OffSpaceSeq, 1)
+		shm.FutexWake(p32(r.hdr, OffSpaceSeq), -1)
+	}
+}
+
+// SlotInfo describes one active reader slot.
+type SlotInfo struct {
+	Index               int
+	Name                string
+	Process             shm.Process
+	Alive               bool
+	ReadPos, ReleasePos uint64
+	Attached            time.Time
+}
+
+// Stats is a snapshot of a ring's header.
+type Stats struct {
+	Path                                             string
+	Version, Capacity                                int
+	FirstID, TailPos, TailID, HeadCache, ArchivedPos uint64
+	Durable, Complete                                bool
+	Archiver                                         shm.Process
+	Slots                                            []SlotInfo
+}
+
+// Stats returns a snapshot of the header and of every active slot.
+func (r *Ring) Stats() Stats {
+	tp, tid := load16(r.hdr, OffTailPos)
+	s := Stats{
+		Path: r.path, Version: Version, Capacity: int(r.cap), FirstID: r.firstID,
+		TailPos: tp, TailID: tid, HeadCache: load64(r.hdr, OffHeadCache),
+		ArchivedPos: r.ArchivedPos(), Durable: r.durable, Complete: r.Complete(),
+		Archiver: shm.Process{PID: load32(r.hdr, OffArchiverPID), Start: load64(r.hdr, OffArchiverStart)},
+	}
+	for i := 0; i < r.slots; i++ {
+		so := r.slotOff(i)
+		if load32(r.hdr, so+SlotOffState) != SlotActive {
+			continue
+		}
+		p := r.slotProc(so)
+		s.Slots = append(s.Slots, SlotInfo{
+			Index: i, Name: r.slotName(so), Process: p, Alive: p.Alive(),
+			ReadPos: load64(r.hdr, so+SlotOffReadPos), ReleasePos: load64(r.hdr, so+SlotOffReleasePos),
+			Attached: time.Unix(0, int64(load64(r.hdr, so+SlotOffAttachedNano))),
+		})
+	}
+	return s
+}
+
+func (r *Ring) slotProc(so int) shm.Process {
+	return shm.Process{PID: load32(r.hdr, so+SlotOffPID), Start: load64(r.hdr, so+SlotOffStart)}
+}
+
+func (r *Ring) slotName(so int) string {
+	n := r.hdr[so+SlotOffName : so+SlotOffName+SlotNameLen]
+	if i := bytes.IndexByte(n, 0); i >= 0 {
+		n = n[:i]
+	}
+	return string(n)
+}
+
+// ReclaimDead frees the slots of readers whose process is gone and returns
+// how many it freed.
+func (r *Ring) ReclaimDead() int {
+	n := 0
+	for i := 0; i < r.slots; i++ {
+		so := r.slotOff(i)
+		if load32(r.hdr, so+SlotOffState) == SlotActive && !r.slotProc(so).Alive() {
+			if cas32(r.hdr, so+SlotOffState, SlotActive, SlotFree) {
+				n++
+			}
+		}
+	}
+	if n > 0 {
+		r.wakeSpace()
+	}
+	return n
+}

@@ -1,0 +1,141 @@
+package shm
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/edsrzf/mmap-go"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultDir is where shared-memory files live on Linux.
+const DefaultDir = "/dev/shm"
+
+// MaxNameLen is the longest file name ValidName accepts, in bytes.
+const MaxNameLen = 200
+
+// ValidName refuses names that are empty, "." or "..", contain '/' or NUL, or
+// are longer than MaxNameLen bytes: such names could escape the directory.
+func ValidName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("shm: empty name")
+	case name == "." || name == "..":
+		return fmt.Errorf("shm: invalid name %q", name)
+	case strings.ContainsAny(name, "/\x00"):
+		return fmt.Errorf("shm: name %q contains '/' or NUL", name)
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("shm: name of %d bytes is longer than %d", len(name), MaxNameLen)
+	}
+	return nil
+}
+
+// Mapping is a file mapped read-write and shared.
+type Mapping struct {
+	path string
+	mu   sync.Mutex
+	m    mmap.MMap
+	b    []byte
+}
+
+// Create creates dir/name exclusively with mode perm, sizes it to size bytes,
+// maps it read-write shared and faults every page in. If the file exists the
+// error wraps os.ErrExist.
+func Create(dir, name string, size int, perm os.FileMode) (*Mapping, error) {
+	if err := ValidName(name); err != nil {
+		return nil, err
+	}
+	if size <= 0 {
+		return nil, fmt.Errorf("shm: create %s: size %d must be positive", name, size)
+	}
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return nil, fmt.Errorf("shm: create: %w", err)
+	}
+	defer f.Close()
+	// The umask may have narrowed perm; the caller asked for exactly perm.
+	if err := f.Chmod(perm); err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("shm: create: %w", err)
+	}
+	if err := f.Truncate(int64(size)); err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("shm: create: %w", err)
+	}
+	m, err := mmap.MapRegion(f, size, mmap.RDWR, 0, 0)
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("shm: create: map %s: %w", path, err)
+	}
+	prefault(m)
+	return &Mapping{path: path, m: m, b: []byte(m)}, nil
+}
+
+// prefault faults every page of a fresh mapping in, so the first writer does
+// not pay for page faults (slow in VMs with ballooning).
+func prefault(b []byte) {
+	if unix.Madvise(b, unix.MADV_POPULATE_WRITE) == nil {
+		return
+	}
+	pg := os.Getpagesize()
+	for i := 0; i < len(b); i += pg {
+		b[i] = 0 // the file is new: every byte is already zero
+	}
+}
+
+// Open maps the whole existing file dir/name read-write shared. Errors wrap
+// os.ErrNotExist or os.ErrPermission as the system reports them.
+func Open(dir, name string) (*Mapping, error) {
+	if err := ValidName(name); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("shm: open: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("shm: open: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("shm: open %s: not a regular file", path)
+	}
+	size := st.Size()
+	if size <= 0 || size > 1<<40 {
+		return nil, fmt.Errorf("shm: open %s: unusable size %d", path, size)
+	}
+	m, err := mmap.MapRegion(f, int(size), mmap.RDWR, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("shm: open: map %s: %w", path, err)
+	}
+	return &Mapping{path: path, m: m, b: []byte(m)}, nil
+}
+
+// Bytes returns the mapped bytes; nil after Close.
+func (m *Mapping) Bytes() []byte { return m.b }
+
+// Path returns the file's path.
+func (m *Mapping) Path() string { return m.path }
+
+// Close unmaps the file. It is idempotent. Slices obtained from Bytes must not
+// be used after Close.
+func (m *Mapping) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		return nil
+	}
+	err := m.m.Unmap()
+	m.m, m.b = nil, nil
+	if err != nil {
+		return fmt.Errorf("shm: unmap %s: %w", m.path, err)
+	}
+	return nil
+}
