@@ -1,0 +1,468 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/diaspora-shm/diaspora"
+	"github.com/diaspora-shm/diaspora/ring"
+	"github.com/diaspora-shm/diaspora/segment"
+)
+
+// consumer reads events of its target partitions: from the segment log while
+// it is behind what the ring holds, then from the ring in place. Its position
+// per partition is stored durably under its name on Acknowledge.
+type consumer struct {
+	name       string
+	topic      *topicState
+	batch      diaspora.BatchSize
+	maxBatches diaspora.MaxNumBatches
+	pool       diaspora.ThreadPoolInterface
+	alloc      diaspora.DataAllocator
+	sel        diaspora.DataSelector
+	opts       consumerOptions
+	zeroCopy   bool // Data() points into the ring: space is released on Acknowledge
+
+	mu     sync.Mutex // one Pull is served at a time
+	parts  []*consumerPartition
+	rr     int // round robin over parts
+	closed atomic.Bool
+}
+
+// consumerPartition is a consumer's cursor in one partition.
+type consumerPartition struct {
+	c      *consumer
+	part   *partition
+	rd     *ring.Reader
+	log    *segment.Reader // non-nil while reading history from the log
+	want   uint64          // the next ID to deliver
+	ended  bool
+	ackMu  sync.Mutex
+	acked  uint64 // the stored position: next ID after the last acknowledged
+	loc    string
+	stored bool
+}
+
+func (t *topicState) MakeConsumer(name string, batch diaspora.BatchSize, maxBatches diaspora.MaxNumBatches,
+	pool diaspora.ThreadPoolInterface, alloc diaspora.DataAllocator, sel diaspora.DataSelector,
+	targets []int, options diaspora.Metadata) (diaspora.ConsumerInterface, error) {
+	if err := validConsumerName("consumer", name); err != nil {
+		return nil, err
+	}
+	co, err := parseConsumerOptions(options)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %q: %w", name, err)
+	}
+	if pool == nil {
+		pool = t.d.pool
+	}
+	c := &consumer{
+		name: name, topic: t, batch: batch, maxBatches: maxBatches, pool: pool,
+		alloc: alloc, sel: sel, opts: co, zeroCopy: sel != nil && alloc == nil,
+	}
+	if targets == nil {
+		for i := range t.parts {
+			targets = append(targets, i)
+		}
+	}
+	seen := map[int]bool{}
+	for _, i := range targets {
+		if i < 0 || i >= len(t.parts) {
+			c.closeParts()
+			return nil, fmt.Errorf("%w: consumer %q: target partition %d of topic %q, which has %d", diaspora.ErrInvalidArgument, name, i, t.name, len(t.parts))
+		}
+		if seen[i] {
+			continue
+		}
+		seen[i] = true
+		cp, err := c.attach(t.parts[i])
+		if err != nil {
+			c.closeParts()
+			return nil, err
+		}
+		c.parts = append(c.parts, cp)
+	}
+	if err := t.addClient(c); err != nil {
+		c.closeParts()
+		return nil, err
+	}
+	return c, nil
+}
+
+// attach takes a reader slot in the partition's ring and positions the
+// consumer at its stored position, or at the start (or end) for a new name.
+func (c *consumer) attach(part *partition) (_ *consumerPartition, err error) {
+	defer debug.SetPanicOnFault(armFaults())
+	defer recoverFault(&err, part)
+	cp := &consumerPartition{c: c, part: part, loc: part.topic.name + "/" + strconv.Itoa(part.index)}
+	next, ok, err := segment.LoadPosition(part.dir, c.name)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %q of %s: load position: %w", c.name, part, err)
+	}
+	rd, err := part.ring.Attach(c.name)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %q of %s: %w", c.name, part, err)
+	}
+	cp.rd = rd
+	rd.SetSpin(0) // the consumer spins itself, over all its partitions
+	if ok {
+		cp.acked, cp.stored = next, true
+	} else if c.opts.Latest {
+		next = part.ring.Stats().TailID
+	}
+	cp.want = next
+	if err := cp.seek(); err != nil {
+		rd.Close()
+		return nil, err
+	}
+	return cp, nil
+}
+
+// seek moves the ring reader to want; when the ring no longer holds it and
+// the topic is durable, reading starts from the log.
+func (cp *consumerPartition) seek() error {
+	err := cp.rd.SeekID(cp.want)
+	if err == nil {
+		// What lies before want is not ours to read: let producers reuse
+		// it. The reader attached at the ring's head cache, which can be a
+		// whole ring behind; pinning it until an event arrives would wedge
+		// a full ring (the event could never be written).
+		cp.rd.Release(cp.rd.Position())
+		return nil
+	}
+	if !errors.Is(err, ring.ErrTooOld) {
+		return err
+	}
+	if cp.part.topic.opts.Durability == DurabilityNone {
+		return nil // what the ring lost is gone: go on from the oldest it holds
+	}
+	lr, err := segment.OpenReader(cp.part.dir)
+	if err != nil {
+		return fmt.Errorf("consumer %q of %s: open log: %w", cp.c.name, cp.part, err)
+	}
+	if err := lr.Seek(cp.want); err != nil {
+		lr.Close()
+		return fmt.Errorf("consumer %q of %s: seek log to event %d: %w", cp.c.name, cp.part, cp.want, err)
+	}
+	cp.log = lr
+	return nil
+}
+
+func (c *consumer) Name() string                             { return c.name }
+func (c *consumer) BatchSize() diaspora.BatchSize            { return c.batch }
+func (c *consumer) MaxNumBatches() diaspora.MaxNumBatches    { return c.maxBatches }
+func (c *consumer) ThreadPool() diaspora.ThreadPoolInterface { return c.pool }
+func (c *consumer) Topic() diaspora.TopicHandleInterface     { return c.topic }
+func (c *consumer) DataAllocator() diaspora.DataAllocator    { return c.alloc }
+func (c *consumer) DataSelector() diaspora.DataSelector      { return c.sel }
+
+func (c *consumer) Process(p diaspora.EventProcessor, timeout time.Duration, max diaspora.NumEvents, pool diaspora.ThreadPoolInterface) error {
+	return diaspora.ProcessEvents(c, p, timeout, max, pool)
+}
+
+// Pull returns the future of the next event; the waiting happens in Wait,
+// which spins briefly and then sleeps on the ring's futex.
+func (c *consumer) Pull() diaspora.Future[diaspora.Event] {
+	return &pullFuture{c: c}
+}
+
+type pullFuture struct {
+	c    *consumer
+	done bool
+	ev   diaspora.Event
+	err  error
+}
+
+func (f *pullFuture) Completed() bool {
+	if !f.done {
+		f.ev, f.err = f.c.next(0)
+		f.done = f.err == nil || !errors.Is(f.err, diaspora.ErrTimeout)
+	}
+	return f.done
+}
+
+func (f *pullFuture) Wait(timeout time.Duration) (diaspora.Event, error) {
+	if !f.done {
+		f.ev, f.err = f.c.next(timeout)
+		if f.err != nil && errors.Is(f.err, diaspora.ErrTimeout) {
+			return diaspora.Event{}, f.err
+		}
+		f.done = true
+	}
+	return f.ev, f.err
+}
+
+// next returns the next event of any target partition, round robin.
+func (c *consumer) next(timeout time.Duration) (_ diaspora.Event, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer debug.SetPanicOnFault(armFaults())
+	defer recoverFault(&err, stringer("consumer "+c.name+" of topic "+c.topic.name))
+	if c.closed.Load() {
+		return diaspora.Event{}, fmt.Errorf("%w: consumer %q of topic %q", diaspora.ErrClosed, c.name, c.topic.name)
+	}
+	start := time.Now()
+	spun := false
+	for {
+		ended := 0
+		for range c.parts {
+			cp := c.parts[c.rr]
+			c.rr = (c.rr + 1) % len(c.parts)
+			if cp.ended {
+				ended++
+				continue
+			}
+			ev, ok, err := cp.tryNext()
+			if err != nil {
+				return diaspora.Event{}, err
+			}
+			if ok {
+				return ev, nil
+			}
+			if cp.ended {
+				ended++
+			}
+		}
+		if ended == len(c.parts) {
+			return diaspora.NewEvent(&event{id: diaspora.NoMoreEvents, cp: nil}), nil
+		}
+		elapsed := time.Since(start)
+		if timeout >= 0 && elapsed >= timeout {
+			return diaspora.Event{}, fmt.Errorf("%w: consumer %q of topic %q: no event within %v", diaspora.ErrTimeout, c.name, c.topic.name, timeout)
+		}
+		if !spun {
+			if elapsed < c.opts.Spin {
+				runtime.Gosched()
+				continue
+			}
+			spun = true
+		}
+		// Sleep on the futex of a ring. With one partition this is exact;
+		// with several, each sleep is bounded so the others are seen.
+		wait := time.Duration(-1)
+		if timeout >= 0 {
+			wait = timeout - elapsed
+		}
+		if len(c.parts) > 1 && (wait < 0 || wait > multiPartitionSleep) {
+			wait = multiPartitionSleep
+		}
+		cp := c.parts[c.rr]
+		if cp.ended || cp.log != nil {
+			continue
+		}
+		e, err := cp.rd.Next(wait)
+		switch {
+		case err == nil:
+			if e.ID < cp.want {
+				cp.rd.Release(e.End)
+				continue
+			}
+			return cp.deliver(e.ID, e.Meta, e.Data, e.End, false)
+		case errors.Is(err, ring.ErrTimeout):
+		case errors.Is(err, ring.ErrEndOfStream):
+			cp.ended = true
+		default:
+			return diaspora.Event{}, fmt.Errorf("consumer %q of %s: %w", c.name, cp.part, err)
+		}
+	}
+}
+
+const multiPartitionSleep = time.Millisecond
+
+// tryNext returns the partition's next event if one is there.
+func (cp *consumerPartition) tryNext() (diaspora.Event, bool, error) {
+	c := cp.c
+	for cp.log != nil {
+		e, err := cp.log.Next()
+		if errors.Is(err, io.EOF) {
+			// The log is read up to what is archived; the ring holds the
+			// rest, pinned since the reader attached.
+			cp.log.Close()
+			cp.log = nil
+			if err := cp.rd.SeekID(cp.want); err == nil {
+				cp.rd.Release(cp.rd.Position())
+			} else if !errors.Is(err, ring.ErrTooOld) {
+				return diaspora.Event{}, false, fmt.Errorf("consumer %q of %s: %w", c.name, cp.part, err)
+			}
+			break
+		}
+		if err != nil {
+			return diaspora.Event{}, false, fmt.Errorf("consumer %q of %s: read log: %w", c.name, cp.part, err)
+		}
+		if e.ID < cp.want {
+			continue
+		}
+		ev, err := cp.deliver(e.ID, e.Meta, e.Data, 0, true)
+		return ev, err == nil, err
+	}
+	for {
+		e, ok, err := cp.rd.TryNext()
+		if errors.Is(err, ring.ErrEndOfStream) {
+			cp.ended = true
+			return diaspora.Event{}, false, nil
+		}
+		if err != nil {
+			return diaspora.Event{}, false, fmt.Errorf("consumer %q of %s: %w", c.name, cp.part, err)
+		}
+		if !ok {
+			return diaspora.Event{}, false, nil
+		}
+		if e.ID < cp.want {
+			cp.rd.Release(e.End)
+			continue
+		}
+		ev, err := cp.deliver(e.ID, e.Meta, e.Data, e.End, false)
+		return ev, err == nil, err
+	}
+}
+
+// deliver builds the event: metadata deserialized (a copy), data selected and
+// copied into the allocator's memory, or viewed in place in the ring.
+func (cp *consumerPartition) deliver(id uint64, meta, data []byte, end uint64, fromLog bool) (diaspora.Event, error) {
+	c := cp.c
+	cp.want = id + 1
+	release := func() {
+		if !fromLog {
+			cp.rd.Release(end)
+		}
+	}
+	md, err := c.topic.serializer.Deserialize(meta)
+	if err != nil {
+		release()
+		return diaspora.Event{}, fmt.Errorf("consumer %q of %s: event %d: %w", c.name, cp.part, id, err)
+	}
+	ev := &event{id: id, md: md, cp: cp, end: end}
+	if c.sel != nil {
+		desc := diaspora.NewDataDescriptor(cp.loc+"/"+strconv.FormatUint(id, 10), len(data))
+		sel, err := c.sel(md, desc)
+		if err != nil {
+			release()
+			return diaspora.Event{}, fmt.Errorf("consumer %q of %s: event %d: data selector: %w", c.name, cp.part, id, err)
+		}
+		if !sel.IsZero() {
+			segs := sel.Flatten()
+			switch {
+			case c.alloc != nil:
+				view, err := c.alloc(md, sel)
+				if err != nil {
+					release()
+					return diaspora.Event{}, fmt.Errorf("consumer %q of %s: event %d: data allocator: %w", c.name, cp.part, id, err)
+				}
+				if view.Size() < sel.Size() {
+					release()
+					return diaspora.Event{}, fmt.Errorf("%w: consumer %q: event %d: the allocator gave %d bytes for %d selected", diaspora.ErrInvalidArgument, c.name, id, view.Size(), sel.Size())
+				}
+				off := 0
+				for _, s := range segs {
+					off += view.Write(data[s.Offset:s.Offset+s.Size], off)
+				}
+				ev.data = view
+			case fromLog:
+				// The log reader reuses its buffer: the view must own its bytes.
+				buf := make([]byte, 0, sel.Size())
+				for _, s := range segs {
+					buf = append(buf, data[s.Offset:s.Offset+s.Size]...)
+				}
+				ev.data = diaspora.DataView{buf}
+			default:
+				view := make(diaspora.DataView, 0, len(segs))
+				for _, s := range segs {
+					view = append(view, data[s.Offset:s.Offset+s.Size:s.Offset+s.Size])
+				}
+				ev.data = view
+			}
+		}
+	}
+	if !c.zeroCopy {
+		release()
+	}
+	return diaspora.NewEvent(ev), nil
+}
+
+// acknowledge stores the position after id durably and, for a zero-copy
+// consumer, lets the ring reuse the space up to the event.
+func (cp *consumerPartition) acknowledge(id uint64, end uint64) (err error) {
+	c := cp.c
+	defer debug.SetPanicOnFault(armFaults())
+	defer recoverFault(&err, cp.part)
+	if c.closed.Load() {
+		return fmt.Errorf("%w: consumer %q of topic %q", diaspora.ErrClosed, c.name, c.topic.name)
+	}
+	cp.ackMu.Lock()
+	defer cp.ackMu.Unlock()
+	if cp.stored && id+1 <= cp.acked {
+		return nil // already covered by a later acknowledgement
+	}
+	store := segment.StorePosition
+	if !c.opts.AckSync {
+		store = segment.WritePosition
+	}
+	if err := store(cp.part.dir, c.name, id+1); err != nil {
+		return fmt.Errorf("consumer %q of %s: acknowledge event %d: %w", c.name, cp.part, id, err)
+	}
+	cp.acked, cp.stored = id+1, true
+	if c.zeroCopy && end > 0 {
+		cp.rd.Release(end)
+	}
+	return nil
+}
+
+// Unsubscribe detaches the consumer from its rings (it no longer holds
+// space back); its stored positions stay. Pull then fails with ErrClosed.
+func (c *consumer) Unsubscribe() error { return c.Close() }
+
+// Close frees the reader slots; zero-copy data of its events is invalid after.
+func (c *consumer) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeParts()
+	c.topic.removeClient(c)
+	return nil
+}
+
+func (c *consumer) closeParts() {
+	for _, cp := range c.parts {
+		if cp.log != nil {
+			cp.log.Close()
+		}
+		cp.rd.Close()
+	}
+	c.parts = nil
+}
+
+// event is a delivered event.
+type event struct {
+	id   uint64
+	md   diaspora.Metadata
+	data diaspora.DataView
+	cp   *consumerPartition
+	end  uint64
+}
+
+func (e *event) Metadata() diaspora.Metadata { return e.md }
+func (e *event) Data() diaspora.DataView     { return e.data }
+func (e *event) ID() diaspora.EventID        { return e.id }
+
+func (e *event) Partition() diaspora.PartitionInfo {
+	if e.cp == nil {
+		return diaspora.PartitionInfo{}
+	}
+	return e.cp.part.topic.infos[e.cp.part.index]
+}
+
+func (e *event) Acknowledge() error {
+	if e.cp == nil {
+		return nil // NoMoreEvents
+	}
+	return e.cp.acknowledge(e.id, e.end)
+}

@@ -1,0 +1,110 @@
+package driver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sort"
+	"strings"
+
+	"github.com/diaspora-shm/diaspora/ring"
+)
+
+// RingFile is one ring found under a shm path, with what its sidecar says
+// it belongs to and, when it could be opened, its header.
+type RingFile struct {
+	Name  string      `json:"name"`
+	Path  string      `json:"path"`
+	Info  *RingInfo   `json:"info,omitempty"`
+	Stats *ring.Stats `json:"stats,omitempty"`
+	Err   string      `json:"error,omitempty"`
+	// RootGone is true when the root path the ring belongs to no longer
+	// holds its topic (deleted, or another incarnation of the name).
+	RootGone bool `json:"root_gone"`
+}
+
+// LiveUsers lists the live processes attached to the ring (readers and the
+// archiver), as "pid N (name)".
+func (f RingFile) LiveUsers() []string {
+	if f.Stats == nil {
+		return nil
+	}
+	return liveUsers(*f.Stats)
+}
+
+func liveUsers(st ring.Stats) []string {
+	var users []string
+	for _, s := range st.Slots {
+		if s.Alive {
+			users = append(users, fmt.Sprintf("pid %d (reader %q)", s.Process.PID, s.Name))
+		}
+	}
+	if st.Archiver.PID != 0 && st.Archiver.Alive() {
+		users = append(users, fmt.Sprintf("pid %d (archiver)", st.Archiver.PID))
+	}
+	return users
+}
+
+// ListRings finds every ring file of this driver's kind under shmPath.
+func ListRings(shmPath string) ([]RingFile, error) {
+	entries, err := os.ReadDir(shmPath)
+	if err != nil {
+		return nil, fmt.Errorf("list rings in %s: %w", shmPath, err)
+	}
+	var out []RingFile
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, "dshm.") || strings.HasSuffix(name, ".json") || strings.Contains(name, ".tmp-") {
+			continue
+		}
+		out = append(out, InspectRing(shmPath, name))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// InspectRing opens one ring read-only in spirit (it changes nothing) and
+// reports its header and sidecar.
+func InspectRing(shmPath, name string) (f RingFile) {
+	f = RingFile{Name: name, Path: filepath.Join(shmPath, name)}
+	if text, err := os.ReadFile(filepath.Join(shmPath, ringInfoName(name))); err == nil {
+		var info RingInfo
+		if json.Unmarshal(text, &info) == nil {
+			f.Info = &info
+			cfg, _, err := readTopicConfig(info.Root, info.Topic)
+			f.RootGone = err != nil || cfg.ID != info.TopicID
+		}
+	}
+	r, err := ring.Open(shmPath, name)
+	if err != nil {
+		f.Err = err.Error()
+		return f
+	}
+	defer r.Close()
+	defer debug.SetPanicOnFault(armFaults())
+	defer func() {
+		if r := recover(); r != nil {
+			f.Stats, f.Err = nil, faultError(r, stringer(f.Path)).Error()
+		}
+	}()
+	st := r.Stats()
+	f.Stats = &st
+	return f
+}
+
+// liveRingUsers lists the live processes attached to a ring file; a
+// missing ring has none.
+func liveRingUsers(path string) ([]string, error) {
+	r, err := ring.Open(filepath.Dir(path), filepath.Base(path))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return liveUsers(r.Stats()), nil
+}

@@ -1,0 +1,114 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// An ID lease keeps event IDs from repeating when a ring is lost (reboot,
+// /dev/shm cleared) with events the log never got: under durability none,
+// or async events not yet archived. Before a producer commits an event whose
+// ID is at or past the lease, it extends the lease durably by a block of
+// IDs; a ring rebuilt later starts at the lease. So every ID any process
+// ever saw is below the first ID of the new ring, at the price of a gap of
+// at most one block after a loss, and one fsynced file write per block.
+const (
+	idLeaseFile  = "ID_LEASE"
+	idLeaseLock  = "ID_LEASE.lock"
+	idLeaseBlock = 1 << 20
+)
+
+type idLease struct {
+	logger *slog.Logger
+	dir    string
+	mode   os.FileMode
+	limit  atomic.Uint64 // IDs below are covered by the stored lease
+	mu     sync.Mutex
+}
+
+// cover makes sure the stored lease is past id. When it cannot be stored
+// (a read-only or full root) it logs and lets the event through.
+func (l *idLease) cover(id uint64) {
+	if id < l.limit.Load() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if id < l.limit.Load() {
+		return
+	}
+	if err := l.extend(id); err != nil {
+		// The ring is still writable: events flow, but until the lease can be
+		// stored again an ID may repeat after the ring is lost. Say so once
+		// per block, and try again a block later.
+		l.logger.Warn("cannot store the ID lease; IDs may repeat if the ring is lost before it can", "dir", l.dir, "err", err)
+		l.limit.Store(id + 1 + idLeaseBlock)
+	}
+}
+
+// extend stores a lease past id, under an flock shared by all processes.
+func (l *idLease) extend(id uint64) error {
+	lock, err := os.OpenFile(filepath.Join(l.dir, idLeaseLock), os.O_RDWR|os.O_CREATE, l.mode)
+	if err != nil {
+		return fmt.Errorf("ID lease: %w", err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("ID lease: lock %s: %w", lock.Name(), err)
+	}
+	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+	cur, err := readIDLease(l.dir)
+	if err != nil {
+		return err
+	}
+	if cur <= id {
+		cur = id + 1 + idLeaseBlock
+		if err := writeIDLease(l.dir, cur, l.mode); err != nil {
+			return err
+		}
+	}
+	l.limit.Store(cur)
+	return nil
+}
+
+// readIDLease returns the stored lease, 0 when there is none.
+func readIDLease(dir string) (uint64, error) {
+	path := filepath.Join(dir, idLeaseFile)
+	text, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("ID lease: %w", err)
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(text)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("ID lease: %s holds %q, not a number: %w", path, text, err)
+	}
+	return v, nil
+}
+
+// writeIDLease replaces the lease file atomically and durably.
+func writeIDLease(dir string, v uint64, mode os.FileMode) error {
+	path := filepath.Join(dir, idLeaseFile)
+	tmp := path + ".tmp"
+	if err := writeFileSync(tmp, []byte(strconv.FormatUint(v, 10)+"\n"), mode); err != nil {
+		return fmt.Errorf("ID lease: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("ID lease: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("ID lease: %w", err)
+	}
+	return nil
+}

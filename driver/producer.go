@@ -1,0 +1,544 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/diaspora-shm/diaspora"
+	"github.com/diaspora-shm/diaspora/ring"
+)
+
+// producer pushes events into the rings of a topic's partitions. Validation,
+// partition selection and serialization run inline or on the thread pool;
+// events are then queued per partition and written into the ring in batches:
+// one claim (one atomic operation) and one commit per batch, the data copied
+// once, from the caller's memory into the ring.
+type producer struct {
+	name       string
+	topic      *topicState
+	batch      diaspora.BatchSize
+	maxBatches diaspora.MaxNumBatches
+	ordering   diaspora.Ordering
+	pool       diaspora.ThreadPoolInterface
+	timeout    time.Duration
+	sync       bool // durability "sync": a push completes once fsynced in the log
+
+	parts []*producerPartition
+
+	// Strict ordering on a pool with threads: pushes are processed in order
+	// by one drain task at a time.
+	serialMu sync.Mutex
+	serialQ  []pushRequest
+	draining bool
+
+	inflight sync.WaitGroup // pushes handed to the pool, not yet queued
+	// slots bounds the pushes handed to the pool and not yet queued on a
+	// partition to MaxNumBatches batches: Push blocks on it (back-pressure).
+	slots  chan struct{}
+	closed atomic.Bool
+}
+
+type pushRequest struct {
+	md        diaspora.Metadata
+	data      diaspora.DataView
+	partition int
+	f         *pushFuture
+}
+
+// producerPartition is a producer's queue for one partition.
+type producerPartition struct {
+	p     *producer
+	part  *partition
+	index int
+
+	mu      sync.Mutex
+	pending []queuedEvent
+	lastEnd uint64 // end of the last committed batch, for Flush under sync
+
+	flushMu sync.Mutex // one batch writer at a time keeps push order
+	claim   ring.Claim
+	sizes   []ring.RecordSize
+	batchQ  []queuedEvent
+}
+
+type queuedEvent struct {
+	meta []byte
+	data diaspora.DataView
+	f    *pushFuture
+}
+
+func (t *topicState) MakeProducer(name string, batch diaspora.BatchSize, maxBatches diaspora.MaxNumBatches,
+	ordering diaspora.Ordering, pool diaspora.ThreadPoolInterface, options diaspora.Metadata) (diaspora.ProducerInterface, error) {
+	if err := validConsumerName("producer", name); err != nil {
+		return nil, err
+	}
+	po, err := parseProducerOptions(options)
+	if err != nil {
+		return nil, fmt.Errorf("producer %q: %w", name, err)
+	}
+	if pool == nil {
+		pool = t.d.pool
+	}
+	p := &producer{
+		name: name, topic: t, batch: batch, maxBatches: maxBatches, ordering: ordering, pool: pool,
+		timeout: t.opts.PushTimeout, sync: t.opts.Durability == DurabilitySync,
+	}
+	if po.PushTimeout > 0 {
+		p.timeout = po.PushTimeout
+	}
+	perBatch := int(batch)
+	if batch == diaspora.AdaptiveBatchSize {
+		perBatch = adaptiveBatchHint
+	}
+	p.slots = make(chan struct{}, perBatch*int(maxBatches))
+	for i, part := range t.parts {
+		p.parts = append(p.parts, &producerPartition{p: p, part: part, index: i})
+	}
+	if err := t.addClient(p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *producer) Name() string                             { return p.name }
+func (p *producer) BatchSize() diaspora.BatchSize            { return p.batch }
+func (p *producer) MaxNumBatches() diaspora.MaxNumBatches    { return p.maxBatches }
+func (p *producer) Ordering() diaspora.Ordering              { return p.ordering }
+func (p *producer) ThreadPool() diaspora.ThreadPoolInterface { return p.pool }
+func (p *producer) Topic() diaspora.TopicHandleInterface     { return p.topic }
+
+// Push queues an event. Errors (validation, selection, a closed producer, a
+// full ring that never drains) come out of the future's Wait.
+func (p *producer) Push(md diaspora.Metadata, data diaspora.DataView, partition int) diaspora.Future[diaspora.EventID] {
+	if p.closed.Load() {
+		return diaspora.ReadyFuture[diaspora.EventID](0, fmt.Errorf("%w: producer %q of topic %q", diaspora.ErrClosed, p.name, p.topic.name))
+	}
+	f := &pushFuture{prod: p}
+	req := pushRequest{md: md, data: data, partition: partition, f: f}
+	switch {
+	case p.pool.ThreadCount() == 0:
+		p.process(req)
+	case p.ordering == diaspora.Strict:
+		p.slots <- struct{}{}
+		p.inflight.Add(1)
+		p.serialMu.Lock()
+		p.serialQ = append(p.serialQ, req)
+		start := !p.draining
+		p.draining = true
+		p.serialMu.Unlock()
+		if start {
+			p.pool.PushWork(p.drainSerial, 0)
+		}
+	default:
+		p.slots <- struct{}{}
+		p.inflight.Add(1)
+		p.pool.PushWork(func() { p.process(req); <-p.slots; p.inflight.Done() }, 0)
+	}
+	return f
+}
+
+// drainSerial processes queued pushes in order; one runs at a time.
+func (p *producer) drainSerial() {
+	for {
+		p.serialMu.Lock()
+		q := p.serialQ
+		p.serialQ = nil
+		if len(q) == 0 {
+			p.draining = false
+			p.serialMu.Unlock()
+			return
+		}
+		p.serialMu.Unlock()
+		for _, req := range q {
+			p.process(req)
+			<-p.slots
+			p.inflight.Done()
+		}
+	}
+}
+
+// process validates, selects and serializes one event, queues it on its
+// partition, and writes a batch when one is due.
+func (p *producer) process(req pushRequest) {
+	t := p.topic
+	if err := t.validator.Validate(req.md, req.data); err != nil {
+		req.f.complete(0, 0, fmt.Errorf("producer %q of topic %q: %w", p.name, t.name, err))
+		return
+	}
+	idx, err := t.selector.SelectPartitionFor(req.md, req.partition)
+	if err == nil && (idx < 0 || idx >= len(p.parts)) {
+		err = fmt.Errorf("%w: partition selector chose partition %d of a topic with %d", diaspora.ErrInvalidArgument, idx, len(p.parts))
+	}
+	if err != nil {
+		req.f.complete(0, 0, fmt.Errorf("producer %q of topic %q: %w", p.name, t.name, err))
+		return
+	}
+	meta, err := t.serializer.Serialize(nil, req.md)
+	if err != nil {
+		req.f.complete(0, 0, fmt.Errorf("producer %q of topic %q: serialize: %w", p.name, t.name, err))
+		return
+	}
+	pp := p.parts[idx]
+	req.f.part.Store(pp)
+	pp.mu.Lock()
+	pp.pending = append(pp.pending, queuedEvent{meta: meta, data: req.data, f: req.f})
+	n := len(pp.pending)
+	pp.mu.Unlock()
+	switch {
+	case p.batch == diaspora.AdaptiveBatchSize:
+		// Write now unless a batch is being written; that writer takes this
+		// event with the next batch, so batches grow while the ring is busy.
+		pp.flush(false)
+	case n >= int(p.batch):
+		pp.flush(true)
+	}
+}
+
+// flush writes what is queued. With wait false it returns at once when
+// another goroutine is writing: that goroutine checks the queue again
+// after it lets go, so no event is left behind.
+func (pp *producerPartition) flush(wait bool) {
+	for {
+		if wait {
+			pp.flushMu.Lock()
+		} else if !pp.flushMu.TryLock() {
+			return
+		}
+		pp.drain()
+		pp.flushMu.Unlock()
+		pp.mu.Lock()
+		more := len(pp.pending) > 0
+		pp.mu.Unlock()
+		if !more || wait {
+			return
+		}
+	}
+}
+
+// drain writes batches until the queue is empty; flushMu is held.
+func (pp *producerPartition) drain() {
+	for {
+		pp.mu.Lock()
+		q := pp.pending
+		pp.pending = pp.batchQ[:0]
+		pp.mu.Unlock()
+		if len(q) == 0 {
+			return
+		}
+		pp.write(q)
+		clear(q)
+		pp.batchQ = q
+	}
+}
+
+// write puts queued events into the ring, as few claims as fit.
+func (pp *producerPartition) write(q []queuedEvent) {
+	defer debug.SetPanicOnFault(armFaults())
+	defer func() {
+		if r := recover(); r != nil {
+			err := faultError(r, pp.part)
+			for _, ev := range q {
+				if !ev.f.done.Load() {
+					ev.f.complete(0, 0, err)
+				}
+			}
+		}
+	}()
+	r := pp.part.ring
+	maxRec := r.MaxRecordSize()
+	for rest := q; len(rest) > 0; {
+		q := rest
+		// Take the longest prefix that fits in one claim.
+		n, total := 0, 0
+		pp.sizes = pp.sizes[:0]
+		for n < len(q) {
+			size := ring.RecordSize{Meta: len(q[n].meta), Data: q[n].data.Size()}
+			rec := recordSpace(size)
+			if n > 0 && total+rec > maxRec {
+				break
+			}
+			pp.sizes = append(pp.sizes, size)
+			total += rec
+			n++
+		}
+		batch := q[:n]
+		rest = q[n:]
+		if err := r.Claim(&pp.claim, pp.sizes, pp.p.timeout); err != nil {
+			err = fmt.Errorf("producer %q of topic %q partition %d: %w", pp.p.name, pp.p.topic.name, pp.index, err)
+			if errors.Is(err, ring.ErrTooLarge) {
+				err = fmt.Errorf("%w: %w", diaspora.ErrInvalidArgument, err)
+			}
+			for _, ev := range batch {
+				ev.f.complete(0, 0, err)
+			}
+			continue
+		}
+		c := &pp.claim
+		pp.part.lease.cover(c.ID(len(batch) - 1))
+		for i, ev := range batch {
+			copy(c.Meta(i), ev.meta)
+			copyIntoRing(c.Data(i), ev.data)
+		}
+		end := c.End()
+		if err := c.Commit(); err != nil {
+			err = fmt.Errorf("producer %q of topic %q partition %d: commit: %w", pp.p.name, pp.p.topic.name, pp.index, err)
+			for _, ev := range batch {
+				ev.f.complete(0, 0, err)
+			}
+			continue
+		}
+		pp.mu.Lock()
+		pp.lastEnd = end
+		pp.mu.Unlock()
+		for i, ev := range batch {
+			ev.f.complete(c.ID(i), end, nil)
+		}
+	}
+}
+
+// copyChunk bounds one copy() into the ring. From 1 MiB on, Go's memmove
+// switches to non-temporal stores that bypass the cache, so the consumer
+// would read the event from DRAM; pieces of 256 KiB stay in the cache.
+const copyChunk = 256 << 10
+
+// copyIntoRing copies the segments of src into dst in cache-friendly pieces.
+func copyIntoRing(dst []byte, src diaspora.DataView) {
+	for _, seg := range src {
+		for len(seg) > 0 && len(dst) > 0 {
+			n := copy(dst[:min(len(dst), copyChunk)], seg)
+			dst, seg = dst[n:], seg[n:]
+		}
+	}
+}
+
+// adaptiveBatchHint sizes the back-pressure bound of adaptive batching.
+const adaptiveBatchHint = 1024
+
+// recordSpace is the ring space a record takes: a 32-byte header and the
+// payload, aligned to 16 bytes.
+func recordSpace(s ring.RecordSize) int { return (32 + s.Meta + s.Data + 15) &^ 15 }
+
+// Flush writes everything queued; its future completes when everything
+// pushed before it has completed (under sync: is fsynced in the log).
+func (p *producer) Flush() diaspora.Future[struct{}] {
+	pr := diaspora.NewPromise[struct{}]()
+	go func() { pr.Set(struct{}{}, p.flushAll(-1)) }()
+	return pr.Future()
+}
+
+func (p *producer) flushAll(timeout time.Duration) (err error) {
+	defer debug.SetPanicOnFault(armFaults())
+	defer recoverFault(&err, stringer("producer "+p.name+" of topic "+p.topic.name))
+	p.inflight.Wait()
+	var deadline time.Time
+	if timeout >= 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	for _, pp := range p.parts {
+		pp.flush(true)
+		if !p.sync {
+			continue
+		}
+		pp.mu.Lock()
+		end := pp.lastEnd
+		pp.mu.Unlock()
+		if end == 0 {
+			continue
+		}
+		wait := p.timeout
+		if !deadline.IsZero() {
+			wait = time.Until(deadline)
+		}
+		if err := pp.part.ring.WaitArchived(end, wait); err != nil {
+			return fmt.Errorf("producer %q of topic %q partition %d: waiting for the log: %w", p.name, p.topic.name, pp.index, err)
+		}
+	}
+	return nil
+}
+
+// Close flushes, waits for what was pushed, then refuses new pushes.
+func (p *producer) Close() error {
+	if p.closed.Swap(true) {
+		return nil
+	}
+	err := p.flushAll(-1)
+	p.topic.removeClient(p)
+	return err
+}
+
+// pushFuture is the future of one push. Waiting on it writes the event's
+// batch if it is still queued (a fixed batch size would otherwise hold it),
+// and under sync waits for the log.
+type pushFuture struct {
+	prod *producer
+	part atomic.Pointer[producerPartition]
+
+	done atomic.Bool
+	mu   sync.Mutex
+	ch   chan struct{}
+	id   diaspora.EventID
+	end  uint64
+	err  error
+}
+
+func (f *pushFuture) complete(id diaspora.EventID, end uint64, err error) {
+	f.mu.Lock()
+	f.id, f.end, f.err = id, end, err
+	f.done.Store(true)
+	if f.ch != nil {
+		close(f.ch)
+	}
+	f.mu.Unlock()
+}
+
+func (f *pushFuture) Completed() (done bool) {
+	defer debug.SetPanicOnFault(armFaults())
+	defer func() {
+		if r := recover(); r != nil {
+			faultError(r, stringer("producer "+f.prod.name))
+			done = true // a fault: Wait reports it
+		}
+	}()
+	if !f.done.Load() {
+		return false
+	}
+	if f.err != nil || !f.prod.sync {
+		return true
+	}
+	pp := f.part.Load()
+	return pp.part.ring.ArchivedPos() >= f.end
+}
+
+func (f *pushFuture) Wait(timeout time.Duration) (_ diaspora.EventID, err error) {
+	defer debug.SetPanicOnFault(armFaults())
+	defer recoverFault(&err, stringer("producer "+f.prod.name+" of topic "+f.prod.topic.name))
+	start := time.Now()
+	if !f.done.Load() {
+		if pp := f.part.Load(); pp != nil {
+			pp.flush(true)
+		}
+	}
+	if !f.done.Load() {
+		f.mu.Lock()
+		if !f.done.Load() && f.ch == nil {
+			f.ch = make(chan struct{})
+		}
+		ch := f.ch
+		f.mu.Unlock()
+		if ch != nil {
+			if timeout < 0 {
+				<-ch
+			} else {
+				t := time.NewTimer(timeout)
+				select {
+				case <-ch:
+					t.Stop()
+				case <-t.C:
+					return 0, fmt.Errorf("%w: push of producer %q still pending after %v", diaspora.ErrTimeout, f.prod.name, timeout)
+				}
+			}
+		}
+	}
+	if f.err != nil || !f.prod.sync {
+		return f.id, f.err
+	}
+	remaining := time.Duration(-1)
+	if timeout >= 0 {
+		remaining = max(0, timeout-time.Since(start))
+	}
+	pp := f.part.Load()
+	if err := pp.part.ring.WaitArchived(f.end, remaining); err != nil {
+		if errors.Is(err, ring.ErrTimeout) {
+			return 0, fmt.Errorf("%w: event %d of topic %q partition %d not yet fsynced in the log after %v", diaspora.ErrTimeout, f.id, f.prod.topic.name, pp.index, timeout)
+		}
+		return 0, err
+	}
+	return f.id, nil
+}
+
+// Claim reserves space for one event in the ring; the caller writes the data
+// in place and commits (zero-copy produce).
+func (p *producer) Claim(md diaspora.Metadata, size int, partition int) (_ diaspora.Claim, err error) {
+	defer debug.SetPanicOnFault(armFaults())
+	defer recoverFault(&err, stringer("producer "+p.name+" of topic "+p.topic.name))
+	if p.closed.Load() {
+		return nil, fmt.Errorf("%w: producer %q of topic %q", diaspora.ErrClosed, p.name, p.topic.name)
+	}
+	if size < 0 {
+		return nil, fmt.Errorf("%w: claim size %d is negative", diaspora.ErrInvalidArgument, size)
+	}
+	t := p.topic
+	idx, err := t.selector.SelectPartitionFor(md, partition)
+	if err == nil && (idx < 0 || idx >= len(p.parts)) {
+		err = fmt.Errorf("%w: partition selector chose partition %d of a topic with %d", diaspora.ErrInvalidArgument, idx, len(p.parts))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("producer %q of topic %q: %w", p.name, t.name, err)
+	}
+	meta, err := t.serializer.Serialize(nil, md)
+	if err != nil {
+		return nil, fmt.Errorf("producer %q of topic %q: serialize: %w", p.name, t.name, err)
+	}
+	pp := p.parts[idx]
+	pp.flush(true) // what was pushed before the claim goes first
+	c := &claim{p: p, pp: pp, md: md}
+	if err := pp.part.ring.Claim(&c.c, []ring.RecordSize{{Meta: len(meta), Data: size}}, p.timeout); err != nil {
+		if errors.Is(err, ring.ErrTooLarge) {
+			err = fmt.Errorf("%w: %w", diaspora.ErrInvalidArgument, err)
+		}
+		return nil, fmt.Errorf("producer %q of topic %q partition %d: %w", p.name, t.name, idx, err)
+	}
+	pp.part.lease.cover(c.c.ID(0))
+	copy(c.c.Meta(0), meta)
+	return c, nil
+}
+
+type claim struct {
+	p    *producer
+	pp   *producerPartition
+	md   diaspora.Metadata
+	c    ring.Claim
+	used atomic.Bool
+}
+
+func (c *claim) Bytes() []byte { return c.c.Data(0) }
+
+func (c *claim) Commit() (f diaspora.Future[diaspora.EventID]) {
+	defer debug.SetPanicOnFault(armFaults())
+	defer func() {
+		if r := recover(); r != nil {
+			f = diaspora.ReadyFuture[diaspora.EventID](0, faultError(r, c.pp.part))
+		}
+	}()
+	if c.used.Swap(true) {
+		return diaspora.ReadyFuture[diaspora.EventID](0, fmt.Errorf("%w: claim already committed or aborted", diaspora.ErrInvalidArgument))
+	}
+	if err := c.p.topic.validator.Validate(c.md, diaspora.DataView{c.c.Data(0)}); err != nil {
+		c.c.Abort()
+		return diaspora.ReadyFuture[diaspora.EventID](0, fmt.Errorf("producer %q of topic %q: %w", c.p.name, c.p.topic.name, err))
+	}
+	id, end := c.c.ID(0), c.c.End()
+	if err := c.c.Commit(); err != nil {
+		return diaspora.ReadyFuture[diaspora.EventID](0, fmt.Errorf("producer %q of topic %q partition %d: commit: %w", c.p.name, c.p.topic.name, c.pp.index, err))
+	}
+	c.pp.mu.Lock()
+	c.pp.lastEnd = max(c.pp.lastEnd, end)
+	c.pp.mu.Unlock()
+	pf := &pushFuture{prod: c.p}
+	pf.part.Store(c.pp)
+	pf.complete(id, end, nil)
+	return pf
+}
+
+func (c *claim) Abort() (err error) {
+	defer debug.SetPanicOnFault(armFaults())
+	defer recoverFault(&err, c.pp.part)
+	if c.used.Swap(true) {
+		return fmt.Errorf("%w: claim already committed or aborted", diaspora.ErrInvalidArgument)
+	}
+	return c.c.Abort()
+}
