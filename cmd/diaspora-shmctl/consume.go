@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/diaspora-shm/diaspora"
+)
+
+// ackEvery is how many events consume reads before it acknowledges; it also
+// acknowledges before it waits and when it stops.
+const ackEvery = 256
+
+// eventLine is one line of consume's output.
+type eventLine struct {
+	ID        uint64          `json:"id"`
+	Partition int             `json:"partition"`
+	Metadata  json.RawMessage `json:"metadata"`
+	DataSize  int             `json:"data_size"`
+	Data      *string         `json:"data,omitempty"` // base64, with --data
+}
+
+func (a *app) newConsumeCmd() *cobra.Command {
+	var (
+		name     string
+		withData bool
+		follow   bool
+		ack      bool
+		from     string
+		limit    uint64
+		timeout  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "consume TOPIC --name CONSUMER",
+		Short: "Print events as JSON lines",
+		Long: `Print the events of TOPIC, one JSON object a line:
+
+  {"id":12,"partition":0,"metadata":{...},"data_size":4096}
+
+--data adds the event's data, base64 encoded, as "data". Without --follow it
+stops once no event came for --timeout (default 1s); with --follow it waits
+for more until interrupted. It also stops at the end of a complete topic and
+after -n events. --ack acknowledges what was printed, so that the consumer
+name resumes after it next time; --from says where a new consumer name
+starts (earliest or latest).`,
+		Example: `  diaspora-shmctl consume sim --name ana
+  diaspora-shmctl consume sim --name ana --ack --follow
+  diaspora-shmctl consume sim --name peek --from latest -n 10 --data`,
+		Args: exactArgs(1, "TOPIC"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if name == "" {
+				return errors.New("consume: missing --name (the consumer's name)")
+			}
+			if from != "earliest" && from != "latest" {
+				return fmt.Errorf("--from must be earliest or latest, not %q", from)
+			}
+			if timeout < 0 {
+				return fmt.Errorf("--timeout must not be negative, got %s", timeout)
+			}
+			d, err := a.openDriver()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			t, err := d.OpenTopic(args[0])
+			if err != nil {
+				return err
+			}
+			cargs := []diaspora.Arg{}
+			if cmd.Flags().Changed("from") {
+				opts, err := diaspora.MetadataOf(map[string]string{"start": from})
+				if err != nil {
+					return err
+				}
+				cargs = append(cargs, opts)
+			}
+			if withData {
+				cargs = append(cargs, diaspora.FullDataSelector, diaspora.BytesAllocator)
+			}
+			c, err := t.Consumer(name, cargs...)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			err = a.consume(ctx, c, consumeOptions{data: withData, follow: follow, ack: ack, limit: limit, timeout: timeout})
+			if cerr := c.Close(); err == nil && cerr != nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+			return d.Close()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&name, "name", "", "the consumer's `name` (required): acknowledged positions are kept per name")
+	f.BoolVar(&withData, "data", false, "add each event's data, base64 encoded")
+	f.BoolVarP(&follow, "follow", "f", false, "wait for more events until interrupted")
+	f.BoolVar(&ack, "ack", false, "acknowledge the events printed")
+	f.StringVar(&from, "from", "earliest", "where a new consumer name starts: earliest or latest")
+	f.Uint64VarP(&limit, "num", "n", 0, "stop after this many events (0: no limit)")
+	f.DurationVar(&timeout, "timeout", time.Second, "without --follow, stop when no event came for this long")
+	return cmd
+}
+
+type consumeOptions struct {
+	data, follow, ack bool
+	limit             uint64
+	timeout           time.Duration
+}
+
+// consume prints events until the options say stop. Acknowledgements are
+// batched: the last event of each partition is acknowledged every ackEvery
+// events, before waiting, and at the end.
+func (a *app) consume(ctx context.Context, c diaspora.Consumer, o consumeOptions) error {
+	out := bufio.NewWriter(a.stdout)
+	defer out.Flush()
+	toAck := map[int]diaspora.Event{}
+	unacked := 0
+	flush := func() error {
+		if err := out.Flush(); err != nil {
+			return err
+		}
+		for p, ev := range toAck {
+			if err := ev.Acknowledge(); err != nil {
+				return fmt.Errorf("acknowledge event %d of partition %d: %s", ev.ID(), p, errorText(err))
+			}
+			delete(toAck, p)
+		}
+		unacked = 0
+		return nil
+	}
+	var count uint64
+	for o.limit == 0 || count < o.limit {
+		fut := c.Pull()
+		ev, err := fut.Wait(2 * time.Millisecond)
+		if errors.Is(err, diaspora.ErrTimeout) {
+			// Nothing at once: make what was read visible and durable first.
+			if err := flush(); err != nil {
+				return err
+			}
+			ev, err = waitEvent(ctx, fut, o)
+		}
+		if errors.Is(err, diaspora.ErrTimeout) || errors.Is(err, context.Canceled) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if ev.ID() == diaspora.NoMoreEvents {
+			break
+		}
+		line := eventLine{ID: ev.ID(), Partition: partitionOf(ev), Metadata: json.RawMessage(ev.Metadata().Bytes())}
+		dv := ev.Data()
+		line.DataSize = dv.Size()
+		if o.data {
+			enc := base64.StdEncoding.EncodeToString(dv.Bytes())
+			line.Data = &enc
+		}
+		text, err := json.Marshal(line)
+		if err != nil {
+			return fmt.Errorf("event %d: %w", ev.ID(), err)
+		}
+		out.Write(text)
+		out.WriteByte('\n')
+		count++
+		if o.ack {
+			toAck[line.Partition] = ev
+			if unacked++; unacked >= ackEvery {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return flush()
+}
+
+// waitEvent waits for fut: up to o.timeout, or until ctx ends with --follow.
+func waitEvent(ctx context.Context, fut diaspora.Future[diaspora.Event], o consumeOptions) (diaspora.Event, error) {
+	deadline := time.Now().Add(o.timeout)
+	for {
+		step := 100 * time.Millisecond
+		if !o.follow {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return diaspora.Event{}, diaspora.ErrTimeout
+			}
+			step = min(step, left)
+		}
+		ev, err := fut.Wait(step)
+		if !errors.Is(err, diaspora.ErrTimeout) {
+			return ev, err
+		}
+		if ctx.Err() != nil {
+			return diaspora.Event{}, context.Canceled
+		}
+	}
+}
+
+// partitionOf reads the partition number from the event's partition info.
+func partitionOf(ev diaspora.Event) int {
+	var info struct {
+		ID int `json:"id"`
+	}
+	if err := ev.Partition().Decode(&info); err != nil {
+		return -1
+	}
+	return info.ID
+}
