@@ -1,0 +1,107 @@
+package tests
+
+import (
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/diaspora-shm/diaspora"
+)
+
+// TestFaultOtherUserLockedOut runs this test binary as the unprivileged user
+// diaspora-test against a 0600 topic: it must not read or write any ring or
+// log file, nor open, push to or pull from the topic through the API.
+func TestFaultOtherUserLockedOut(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a process as another user")
+	}
+	u, err := user.Lookup("diaspora-test")
+	if err != nil {
+		if out, err := exec.Command("useradd", "-r", "-M", "-s", "/bin/false", "diaspora-test").CombinedOutput(); err != nil {
+			t.Skipf("no user diaspora-test and useradd failed: %v: %s", err, out)
+		}
+		if u, err = user.Lookup("diaspora-test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	// The binary in a directory the user can reach.
+	binDir, err := os.MkdirTemp("", "dshm-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(binDir) })
+	os.Chmod(binDir, 0o755)
+	bin := filepath.Join(binDir, "tests.test")
+	src, _ := os.Open(os.Args[0])
+	dst, _ := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
+	io.Copy(dst, src)
+	src.Close()
+	dst.Close()
+
+	env := newFaultEnv(t)
+	env.createTopic(t, "private", `{"ring_size":"64KiB","durability":"sync"}`)
+	d := env.driver(t)
+	th, _ := d.OpenTopic("private")
+	p, _ := th.Producer("p")
+	if _, err := p.Push(diaspora.MustMetadata(`{"secret":1}`), nil).Wait(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := th.Consumer("owner")
+	if ev, err := c.Pull().Wait(5 * time.Second); err == nil {
+		ev.Acknowledge()
+	}
+	d.Close()
+	// Let the user walk to the files, so that only their modes stand in the way.
+	for dir := env.root; dir != "/" && dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
+		if st, err := os.Stat(dir); err == nil && st.Mode().Perm()&0o001 == 0 && strings.HasPrefix(dir, os.TempDir()) {
+			os.Chmod(dir, st.Mode().Perm()|0o011)
+		}
+	}
+	os.Chmod(env.shm, 0o777|os.ModeSticky)
+	var files []string
+	files = append(files, env.rings()...)
+	filepath.Walk(filepath.Join(env.root, "topics"), func(path string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			files = append(files, path)
+		}
+		return nil
+	})
+	var mu sync.Mutex
+	var lines []string
+	cmd := exec.Command(bin, "-test.run=^$")
+	cmd.Env = append(os.Environ(), faultRoleEnv+"=intruder", "DSHM_OPTS="+env.opts.Dump(), "DSHM_TOPIC=private",
+		"DSHM_FILES="+strings.Join(files, ":"), "HOME=/nonexistent")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	out, err := cmd.Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			t.Fatalf("intruder: %v: %s", err, ee.Stderr)
+		}
+		t.Fatalf("intruder: %v", err)
+	}
+	mu.Lock()
+	lines = strings.Split(strings.TrimSpace(string(out)), "\n")
+	mu.Unlock()
+	refused := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, "allowed") {
+			t.Errorf("user %s: %s", u.Username, l)
+		} else {
+			refused++
+		}
+	}
+	if refused < 2*len(files) {
+		t.Errorf("intruder reported %d refusals for %d files: %v", refused, len(files), lines)
+	}
+	t.Logf("user %s was refused %d accesses to %d files and the topic", u.Username, refused, len(files))
+}
