@@ -61,6 +61,10 @@ func (r *Ring) Claim(c *Claim, sizes []RecordSize, timeout time.Duration) error 
 		if pos%RecordAlign != 0 || pos >= MaxPos {
 			return &CorruptError{Path: r.path, Pos: OffTailPos, Field: "tailPos", Value: pos, Why: "not 16-aligned or past 2^62"}
 		}
+		if !idFits(id, r.firstID, pos) {
+			return &CorruptError{Path: r.path, Pos: OffTailID, Field: "tailID", Value: id,
+				Why: fmt.Sprintf("more IDs than records of 32 bytes fit below position %d since firstID %d", pos, r.firstID)}
+		}
 		off := pos & r.mask
 		end := pos + L
 		pad := off+L > r.cap
@@ -111,6 +115,14 @@ func (r *Ring) publishClaimed(pos, L uint64) error {
 		return fmt.Errorf("%w: claim at position %d in %s (header not written in time)", ErrAbandoned, pos, r.path)
 	}
 	return nil
+}
+
+// idFits checks the invariant that bounds every ID by its position: each ID
+// takes a record of at least RecHeaderSize bytes (aborted and abandoned
+// claims too), and positions start at 0 with firstID, so the record at pos
+// has an ID in [firstID, firstID+pos/RecHeaderSize].
+func idFits(id, firstID, pos uint64) bool {
+	return id >= firstID && id-firstID <= pos/RecHeaderSize
 }
 
 // writePadding turns the claim [pos, pos+n) into padding, unless a reader

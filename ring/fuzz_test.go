@@ -97,6 +97,10 @@ func FuzzReadRecords(f *testing.F) {
 			tail = load64(b, OffTailPos)
 		}
 		binary.LittleEndian.PutUint64(b[OffTailPos:], tail)
+		// and a tail ID the tail position allows (no more IDs than records)
+		if first := load64(b, OffFirstID); !idFits(load64(b, OffTailID), first, tail) {
+			binary.LittleEndian.PutUint64(b[OffTailID:], first+tail/RecHeaderSize)
+		}
 		if err := os.WriteFile(filepath.Join(dir, "f"), b, 0600); err != nil {
 			t.Fatal(err)
 		}

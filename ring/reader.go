@@ -33,6 +33,8 @@ type Reader struct {
 	pos     uint64
 	rel     uint64
 	minID   uint64
+	lastID  uint64 // ID of the last record read, valid if haveID
+	haveID  bool
 	spin    time.Duration
 	closed  bool
 	stuckAt uint64 // position we are waiting at, valid if stuck
@@ -178,6 +180,19 @@ func (rd *Reader) step() (Entry, int, error) {
 				if ml > recLen-RecHeaderSize {
 					return Entry{}, 0, rd.corrupt(pos, "metaLen", ml, fmt.Sprintf("longer than recLen %d - 32", recLen))
 				}
+				// IDs rise by one from record to record, except past aborted
+				// or abandoned claims; anything else must still be below the
+				// tail's next ID, or the record is damaged. The tail is read
+				// only then, so the common case costs no shared cache line.
+				if !idFits(id, r.firstID, pos) {
+					return Entry{}, 0, rd.corrupt(pos, "eventID", id, fmt.Sprintf("out of [firstID %d, firstID + position/32]", r.firstID))
+				}
+				if !rd.haveID || id != rd.lastID+1 {
+					if (rd.haveID && id <= rd.lastID) || id >= load64(r.hdr, OffTailID) {
+						return Entry{}, 0, rd.corrupt(pos, "eventID", id, fmt.Sprintf("not after the previous record's %d and below the tail's next ID", rd.lastID))
+					}
+				}
+				rd.lastID, rd.haveID = id, true
 				rd.pos = pos + align16(recLen)
 				rd.stuck = false
 				if cl := w1 & 0xffffffff; cl > 2*LineSize && pos >= rd.pfEnd && cl <= r.cap-off {
@@ -393,19 +408,20 @@ func (rd *Reader) SeekID(id uint64) error {
 	r := rd.r
 	rd.pos = rd.rel
 	rd.minID = 0
+	rd.haveID = false
 	first := true
 	for {
-		save := rd.pos
+		save, saveID, saveHave := rd.pos, rd.lastID, rd.haveID
 		e, st, err := rd.step()
 		if err == ErrEndOfStream {
 			err, st = nil, stEmpty
 		}
 		if err != nil {
-			rd.pos = save
+			rd.pos, rd.lastID, rd.haveID = save, saveID, saveHave
 			return err
 		}
 		if st != stGot {
-			rd.pos = save
+			rd.pos, rd.lastID, rd.haveID = save, saveID, saveHave
 			rd.minID = id
 			if first && st == stEmpty {
 				tp, tid := load16(r.hdr, OffTailPos)
@@ -416,12 +432,12 @@ func (rd *Reader) SeekID(id uint64) error {
 			return nil
 		}
 		if first && e.ID > id {
-			rd.pos = save
+			rd.pos, rd.lastID, rd.haveID = save, saveID, saveHave
 			return fmt.Errorf("%w: ID %d, oldest held is %d in %s", ErrTooOld, id, e.ID, r.path)
 		}
 		first = false
 		if e.ID >= id {
-			rd.pos = save
+			rd.pos, rd.lastID, rd.haveID = save, saveID, saveHave
 			rd.minID = id
 			return nil
 		}

@@ -188,8 +188,8 @@ func newRing(m *shm.Mapping) (*Ring, error) {
 		return nil, bad(OffArchivedPos, "archivedPos", arch, fmt.Sprintf("beyond tailPos %d", tail))
 	case maxSlot > tail:
 		return nil, bad(HeaderBase, "slot releasePos", maxSlot, fmt.Sprintf("beyond tailPos %d", tail))
-	case tid < r.firstID:
-		return nil, bad(OffTailID, "tailID", tid, fmt.Sprintf("below firstID %d", r.firstID))
+	case !idFits(tid, r.firstID, tail):
+		return nil, bad(OffTailID, "tailID", tid, fmt.Sprintf("not in [firstID %d, firstID + tailPos/32]", r.firstID))
 	}
 	if v := load32(b, OffComplete); v > 1 {
 		return nil, bad(OffComplete, "complete", uint64(v), "want 0 or 1")
