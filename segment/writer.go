@@ -398,9 +398,9 @@ func (w *Writer) Close() error {
 }
 
 // LastID returns the NextID of the log in dir as stored on disk, without the
-// lock: one past the last whole valid frame. A torn tail is ignored (the next
-// writer cuts it); damage before the tail is a *CorruptionError. ok is false
-// when the log holds no frame.
+// lock: one past the highest whole valid frame of the last segment that holds
+// one. A torn tail and damage are skipped over (readers report damage, the
+// next writer cuts a torn tail). ok is false when the log holds no frame.
 func LastID(dir string) (next uint64, ok bool, err error) {
 	segs, err := listSegments(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -418,14 +418,24 @@ func LastID(dir string) (next uint64, ok bool, err error) {
 			return 0, false, err
 		}
 		sc := scanSegment(data, nil)
+		next, found := sc.last.lastID+1, sc.frames > 0
 		if sc.bad >= 0 {
-			_, h, after := findValidFrame(data, sc.bad+1)
-			if after || i < len(segs)-1 {
-				return 0, false, corruptAt(dir, segs[i].name, sc.bad, sc.last, sc.frames > 0, h, after, sc.badErr)
+			// Damage is for readers to report, with where it is; the next ID
+			// only has to be past every whole frame, so that a damaged log
+			// never stops a ring from being rebuilt nor makes an ID repeat.
+			for from := sc.bad + 1; from < len(data); {
+				off, h, ok := findValidFrame(data, from)
+				if !ok {
+					break
+				}
+				if !found || h.lastID+1 > next {
+					next, found = h.lastID+1, true
+				}
+				from = off + 1
 			}
 		}
-		if sc.frames > 0 {
-			return sc.last.lastID + 1, true, nil
+		if found {
+			return next, true, nil
 		}
 	}
 	return 0, false, nil
