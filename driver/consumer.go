@@ -30,10 +30,13 @@ type consumer struct {
 	opts       consumerOptions
 	zeroCopy   bool // Data() points into the ring: space is released on Acknowledge
 
-	mu     sync.Mutex // one Pull is served at a time
-	parts  []*consumerPartition
-	rr     int // round robin over parts
-	closed atomic.Bool
+	mu      sync.Mutex // one Pull is served at a time
+	parts   []*consumerPartition
+	peek    diaspora.Event // fetched by a future's Completed, for the next Wait
+	peekErr error
+	peeked  bool
+	rr      int // round robin over parts
+	closed  atomic.Bool
 }
 
 // consumerPartition is a consumer's cursor in one partition.
@@ -44,6 +47,7 @@ type consumerPartition struct {
 	log    *segment.Reader // non-nil while reading history from the log
 	want   uint64          // the next ID to deliver
 	ended  bool
+	desc   diaspora.DataDescriptor // the last one made, reused for events of its size
 	ackMu  sync.Mutex
 	acked  uint64 // the stored position: next ID after the last acknowledged
 	loc    string
@@ -155,6 +159,11 @@ func (cp *consumerPartition) seek() error {
 	return nil
 }
 
+// String names the consumer in errors.
+func (c *consumer) String() string {
+	return fmt.Sprintf("consumer %q of topic %q", c.name, c.topic.name)
+}
+
 func (c *consumer) Name() string                             { return c.name }
 func (c *consumer) BatchSize() diaspora.BatchSize            { return c.batch }
 func (c *consumer) MaxNumBatches() diaspora.MaxNumBatches    { return c.maxBatches }
@@ -168,47 +177,51 @@ func (c *consumer) Process(p diaspora.EventProcessor, timeout time.Duration, max
 }
 
 // Pull returns the future of the next event; the waiting happens in Wait,
-// which spins briefly and then sleeps on the ring's futex.
+// which spins briefly and then sleeps on the ring's futex. The future is the
+// consumer itself seen through another type, so Pull does not allocate:
+// outstanding futures receive events in the order they are waited on.
 func (c *consumer) Pull() diaspora.Future[diaspora.Event] {
-	return &pullFuture{c: c}
+	return (*pullFuture)(c)
 }
 
-type pullFuture struct {
-	c    *consumer
-	done bool
-	ev   diaspora.Event
-	err  error
-}
+type pullFuture consumer
 
+// Completed fetches the next event if one is there, keeping it for Wait.
 func (f *pullFuture) Completed() bool {
-	if !f.done {
-		f.ev, f.err = f.c.next(0)
-		f.done = f.err == nil || !errors.Is(f.err, diaspora.ErrTimeout)
+	c := (*consumer)(f)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.peeked {
+		ev, err := c.nextLocked(0)
+		if err != nil && errors.Is(err, diaspora.ErrTimeout) {
+			return false
+		}
+		c.peek, c.peekErr, c.peeked = ev, err, true
 	}
-	return f.done
+	return true
 }
 
 func (f *pullFuture) Wait(timeout time.Duration) (diaspora.Event, error) {
-	if !f.done {
-		f.ev, f.err = f.c.next(timeout)
-		if f.err != nil && errors.Is(f.err, diaspora.ErrTimeout) {
-			return diaspora.Event{}, f.err
-		}
-		f.done = true
-	}
-	return f.ev, f.err
-}
-
-// next returns the next event of any target partition, round robin.
-func (c *consumer) next(timeout time.Duration) (_ diaspora.Event, err error) {
+	c := (*consumer)(f)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.peeked {
+		ev, err := c.peek, c.peekErr
+		c.peek, c.peekErr, c.peeked = diaspora.Event{}, nil, false
+		return ev, err
+	}
+	return c.nextLocked(timeout)
+}
+
+// nextLocked returns the next event of any target partition, round robin;
+// c.mu is held.
+func (c *consumer) nextLocked(timeout time.Duration) (_ diaspora.Event, err error) {
 	defer debug.SetPanicOnFault(armFaults())
-	defer recoverFault(&err, stringer("consumer "+c.name+" of topic "+c.topic.name))
+	defer recoverFault(&err, c)
 	if c.closed.Load() {
 		return diaspora.Event{}, fmt.Errorf("%w: consumer %q of topic %q", diaspora.ErrClosed, c.name, c.topic.name)
 	}
-	start := time.Now()
+	var start time.Time
 	spun := false
 	for {
 		ended := 0
@@ -232,6 +245,9 @@ func (c *consumer) next(timeout time.Duration) (_ diaspora.Event, err error) {
 		}
 		if ended == len(c.parts) {
 			return diaspora.NewEvent(&event{id: diaspora.NoMoreEvents, cp: nil}), nil
+		}
+		if start.IsZero() {
+			start = time.Now()
 		}
 		elapsed := time.Since(start)
 		if timeout >= 0 && elapsed >= timeout {
@@ -340,13 +356,16 @@ func (cp *consumerPartition) deliver(id uint64, meta, data []byte, end uint64, f
 	}
 	ev := &event{id: id, md: md, cp: cp, end: end}
 	if c.sel != nil {
-		desc := diaspora.NewDataDescriptor(cp.loc+"/"+strconv.FormatUint(id, 10), len(data))
-		sel, err := c.sel(md, desc)
+		sel, err := c.sel(md, cp.descriptor(len(data)))
 		if err != nil {
 			release()
 			return diaspora.Event{}, fmt.Errorf("consumer %q of %s: event %d: data selector: %w", c.name, cp.part, id, err)
 		}
-		if !sel.IsZero() {
+		if sel.Size() == len(data) && len(data) > 0 && c.alloc == nil && !fromLog {
+			// Everything is selected (selections never overlap): one view.
+			ev.seg[0] = data[:len(data):len(data)]
+			ev.data = ev.seg[:1]
+		} else if !sel.IsZero() {
 			segs := sel.Flatten()
 			switch {
 			case c.alloc != nil:
@@ -384,6 +403,15 @@ func (cp *consumerPartition) deliver(id uint64, meta, data []byte, end uint64, f
 		release()
 	}
 	return diaspora.NewEvent(ev), nil
+}
+
+// descriptor describes an event's data for the selector. Descriptors are
+// values that views never change, so one serves every event of its size.
+func (cp *consumerPartition) descriptor(size int) diaspora.DataDescriptor {
+	if cp.desc.Size() != size || (size == 0 && cp.desc.Location() == "") {
+		cp.desc = diaspora.NewDataDescriptor(cp.loc, size)
+	}
+	return cp.desc
 }
 
 // acknowledge stores the position after id durably and, for a zero-copy
@@ -445,6 +473,7 @@ type event struct {
 	id   uint64
 	md   diaspora.Metadata
 	data diaspora.DataView
+	seg  [1][]byte // backs data when it is one segment
 	cp   *consumerPartition
 	end  uint64
 }

@@ -62,6 +62,7 @@ type producerPartition struct {
 	flushMu sync.Mutex // one batch writer at a time keeps push order
 	claim   ring.Claim
 	sizes   []ring.RecordSize
+	scratch []byte // serialized metadata of a direct write
 	batchQ  []queuedEvent
 }
 
@@ -104,6 +105,11 @@ func (t *topicState) MakeProducer(name string, batch diaspora.BatchSize, maxBatc
 	return p, nil
 }
 
+// String names the producer in errors.
+func (p *producer) String() string {
+	return fmt.Sprintf("producer %q of topic %q", p.name, p.topic.name)
+}
+
 func (p *producer) Name() string                             { return p.name }
 func (p *producer) BatchSize() diaspora.BatchSize            { return p.batch }
 func (p *producer) MaxNumBatches() diaspora.MaxNumBatches    { return p.maxBatches }
@@ -117,12 +123,12 @@ func (p *producer) Push(md diaspora.Metadata, data diaspora.DataView, partition 
 	if p.closed.Load() {
 		return diaspora.ReadyFuture[diaspora.EventID](0, fmt.Errorf("%w: producer %q of topic %q", diaspora.ErrClosed, p.name, p.topic.name))
 	}
+	if p.pool.ThreadCount() == 0 {
+		return p.process(md, data, partition, nil)
+	}
 	f := &pushFuture{prod: p}
 	req := pushRequest{md: md, data: data, partition: partition, f: f}
-	switch {
-	case p.pool.ThreadCount() == 0:
-		p.process(req)
-	case p.ordering == diaspora.Strict:
+	if p.ordering == diaspora.Strict {
 		p.slots <- struct{}{}
 		p.inflight.Add(1)
 		p.serialMu.Lock()
@@ -133,11 +139,11 @@ func (p *producer) Push(md diaspora.Metadata, data diaspora.DataView, partition 
 		if start {
 			p.pool.PushWork(p.drainSerial, 0)
 		}
-	default:
-		p.slots <- struct{}{}
-		p.inflight.Add(1)
-		p.pool.PushWork(func() { p.process(req); <-p.slots; p.inflight.Done() }, 0)
+		return f
 	}
+	p.slots <- struct{}{}
+	p.inflight.Add(1)
+	p.pool.PushWork(func() { p.process(req.md, req.data, req.partition, req.f); <-p.slots; p.inflight.Done() }, 0)
 	return f
 }
 
@@ -154,7 +160,7 @@ func (p *producer) drainSerial() {
 		}
 		p.serialMu.Unlock()
 		for _, req := range q {
-			p.process(req)
+			p.process(req.md, req.data, req.partition, req.f)
 			<-p.slots
 			p.inflight.Done()
 		}
@@ -162,30 +168,46 @@ func (p *producer) drainSerial() {
 }
 
 // process validates, selects and serializes one event, queues it on its
-// partition, and writes a batch when one is due.
-func (p *producer) process(req pushRequest) {
+// partition, and writes a batch when one is due. Called inline, f is nil and
+// the event is written directly when nothing else is being written to its
+// partition: a push then costs no queueing and no allocation but its
+// already completed future.
+func (p *producer) process(md diaspora.Metadata, data diaspora.DataView, partition int, f *pushFuture) diaspora.Future[diaspora.EventID] {
 	t := p.topic
-	if err := t.validator.Validate(req.md, req.data); err != nil {
-		req.f.complete(0, 0, fmt.Errorf("producer %q of topic %q: %w", p.name, t.name, err))
-		return
+	fail := func(err error) diaspora.Future[diaspora.EventID] {
+		err = fmt.Errorf("producer %q of topic %q: %w", p.name, t.name, err)
+		if f == nil {
+			return diaspora.ReadyFuture[diaspora.EventID](0, err)
+		}
+		f.complete(0, 0, err)
+		return f
 	}
-	idx, err := t.selector.SelectPartitionFor(req.md, req.partition)
+	if err := t.validator.Validate(md, data); err != nil {
+		return fail(err)
+	}
+	idx, err := t.selector.SelectPartitionFor(md, partition)
 	if err == nil && (idx < 0 || idx >= len(p.parts)) {
 		err = fmt.Errorf("%w: partition selector chose partition %d of a topic with %d", diaspora.ErrInvalidArgument, idx, len(p.parts))
 	}
 	if err != nil {
-		req.f.complete(0, 0, fmt.Errorf("producer %q of topic %q: %w", p.name, t.name, err))
-		return
-	}
-	meta, err := t.serializer.Serialize(nil, req.md)
-	if err != nil {
-		req.f.complete(0, 0, fmt.Errorf("producer %q of topic %q: serialize: %w", p.name, t.name, err))
-		return
+		return fail(err)
 	}
 	pp := p.parts[idx]
-	req.f.part.Store(pp)
+	if f == nil && p.batch == diaspora.AdaptiveBatchSize && !p.sync {
+		if fut, ok := pp.writeDirect(md, data); ok {
+			return fut
+		}
+	}
+	meta, err := t.serializer.Serialize(nil, md)
+	if err != nil {
+		return fail(fmt.Errorf("serialize: %w", err))
+	}
+	if f == nil {
+		f = &pushFuture{prod: p}
+	}
+	f.part.Store(pp)
 	pp.mu.Lock()
-	pp.pending = append(pp.pending, queuedEvent{meta: meta, data: req.data, f: req.f})
+	pp.pending = append(pp.pending, queuedEvent{meta: meta, data: data, f: f})
 	n := len(pp.pending)
 	pp.mu.Unlock()
 	switch {
@@ -196,6 +218,71 @@ func (p *producer) process(req pushRequest) {
 	case n >= int(p.batch):
 		pp.flush(true)
 	}
+	return f
+}
+
+// writeDirect writes one event straight into the ring when no other
+// goroutine is writing to the partition and nothing is queued; ok is false
+// otherwise, and the caller queues the event.
+func (pp *producerPartition) writeDirect(md diaspora.Metadata, data diaspora.DataView) (fut diaspora.Future[diaspora.EventID], ok bool) {
+	if !pp.flushMu.TryLock() {
+		return nil, false
+	}
+	pp.mu.Lock()
+	busy := len(pp.pending) > 0
+	pp.mu.Unlock()
+	if busy {
+		pp.flushMu.Unlock()
+		return nil, false
+	}
+	fut = pp.writeOne(md, data)
+	pp.flushMu.Unlock()
+	// Pushes that found the lock taken queued their events for us.
+	pp.mu.Lock()
+	more := len(pp.pending) > 0
+	pp.mu.Unlock()
+	if more {
+		pp.flush(false)
+	}
+	return fut, true
+}
+
+// writeOne serializes md into the partition's scratch buffer and writes one
+// record; flushMu is held.
+func (pp *producerPartition) writeOne(md diaspora.Metadata, data diaspora.DataView) (fut diaspora.Future[diaspora.EventID]) {
+	defer debug.SetPanicOnFault(armFaults())
+	defer func() {
+		if r := recover(); r != nil {
+			fut = diaspora.ReadyFuture[diaspora.EventID](0, faultError(r, pp.part))
+		}
+	}()
+	p := pp.p
+	meta, err := p.topic.serializer.Serialize(pp.scratch[:0], md)
+	if err != nil {
+		return diaspora.ReadyFuture[diaspora.EventID](0, fmt.Errorf("producer %q of topic %q: serialize: %w", p.name, p.topic.name, err))
+	}
+	pp.scratch = meta[:0]
+	pp.sizes = append(pp.sizes[:0], ring.RecordSize{Meta: len(meta), Data: data.Size()})
+	c := &pp.claim
+	if err := pp.part.ring.Claim(c, pp.sizes, p.timeout); err != nil {
+		return diaspora.ReadyFuture[diaspora.EventID](0, pp.claimError(err))
+	}
+	pp.part.lease.cover(c.ID(0))
+	copy(c.Meta(0), meta)
+	copyIntoRing(c.Data(0), data)
+	if err := c.Commit(); err != nil {
+		return diaspora.ReadyFuture[diaspora.EventID](0, fmt.Errorf("producer %q of topic %q partition %d: commit: %w", p.name, p.topic.name, pp.index, err))
+	}
+	return diaspora.ReadyFuture[diaspora.EventID](c.ID(0), nil)
+}
+
+// claimError says which producer and partition a failed claim was for.
+func (pp *producerPartition) claimError(err error) error {
+	err = fmt.Errorf("producer %q of topic %q partition %d: %w", pp.p.name, pp.p.topic.name, pp.index, err)
+	if errors.Is(err, ring.ErrTooLarge) {
+		err = fmt.Errorf("%w: %w", diaspora.ErrInvalidArgument, err)
+	}
+	return err
 }
 
 // flush writes what is queued. With wait false it returns at once when
@@ -268,10 +355,7 @@ func (pp *producerPartition) write(q []queuedEvent) {
 		batch := q[:n]
 		rest = q[n:]
 		if err := r.Claim(&pp.claim, pp.sizes, pp.p.timeout); err != nil {
-			err = fmt.Errorf("producer %q of topic %q partition %d: %w", pp.p.name, pp.p.topic.name, pp.index, err)
-			if errors.Is(err, ring.ErrTooLarge) {
-				err = fmt.Errorf("%w: %w", diaspora.ErrInvalidArgument, err)
-			}
+			err = pp.claimError(err)
 			for _, ev := range batch {
 				ev.f.complete(0, 0, err)
 			}
@@ -332,7 +416,7 @@ func (p *producer) Flush() diaspora.Future[struct{}] {
 
 func (p *producer) flushAll(timeout time.Duration) (err error) {
 	defer debug.SetPanicOnFault(armFaults())
-	defer recoverFault(&err, stringer("producer "+p.name+" of topic "+p.topic.name))
+	defer recoverFault(&err, p)
 	p.inflight.Wait()
 	var deadline time.Time
 	if timeout >= 0 {
@@ -399,7 +483,7 @@ func (f *pushFuture) Completed() (done bool) {
 	defer debug.SetPanicOnFault(armFaults())
 	defer func() {
 		if r := recover(); r != nil {
-			faultError(r, stringer("producer "+f.prod.name))
+			faultError(r, f.prod)
 			done = true // a fault: Wait reports it
 		}
 	}()
@@ -415,7 +499,7 @@ func (f *pushFuture) Completed() (done bool) {
 
 func (f *pushFuture) Wait(timeout time.Duration) (_ diaspora.EventID, err error) {
 	defer debug.SetPanicOnFault(armFaults())
-	defer recoverFault(&err, stringer("producer "+f.prod.name+" of topic "+f.prod.topic.name))
+	defer recoverFault(&err, f.prod)
 	start := time.Now()
 	if !f.done.Load() {
 		if pp := f.part.Load(); pp != nil {
@@ -464,7 +548,7 @@ func (f *pushFuture) Wait(timeout time.Duration) (_ diaspora.EventID, err error)
 // in place and commits (zero-copy produce).
 func (p *producer) Claim(md diaspora.Metadata, size int, partition int) (_ diaspora.Claim, err error) {
 	defer debug.SetPanicOnFault(armFaults())
-	defer recoverFault(&err, stringer("producer "+p.name+" of topic "+p.topic.name))
+	defer recoverFault(&err, p)
 	if p.closed.Load() {
 		return nil, fmt.Errorf("%w: producer %q of topic %q", diaspora.ErrClosed, p.name, p.topic.name)
 	}
