@@ -29,7 +29,9 @@ func recoverFault(err *error, where fmt.Stringer) {
 // which only works when called by the deferred function itself.
 func faultError(r any, where fmt.Stringer) error {
 	if re, ok := r.(runtime.Error); ok {
-		if f, ok := re.(interface{ Addr() uintptr }); ok {
+		// A fault near address 0 is a nil dereference, a bug to crash on,
+		// not a lost page of a mapping.
+		if f, ok := re.(interface{ Addr() uintptr }); ok && f.Addr() >= 1<<16 {
 			return fmt.Errorf("shm driver: %s: memory fault at %#x reading the ring (was the ring file truncated?): %v", where, f.Addr(), re)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/diaspora-shm/diaspora/ring"
@@ -26,6 +27,24 @@ type partition struct {
 
 	stop chan struct{}
 	done chan struct{}
+
+	archiveErr atomic.Pointer[error] // the last failure of this process's archiver
+}
+
+// archiverState says who archives the partition and, when this process
+// does, what last went wrong, for errors about the log not keeping up.
+func (p *partition) archiverState() string {
+	if e := p.archiveErr.Load(); e != nil {
+		return "the archiver in this process failed: " + (*e).Error()
+	}
+	st := p.ring.Stats()
+	if st.Archiver.PID == 0 {
+		return "no process has archived this partition yet"
+	}
+	if !st.Archiver.Alive() {
+		return fmt.Sprintf("the last archiver, pid %d, is gone and no process took over", st.Archiver.PID)
+	}
+	return fmt.Sprintf("the archiver, pid %d, is not keeping up or cannot write the log", st.Archiver.PID)
 }
 
 func openPartition(t *topicState, index int) (*partition, error) {
@@ -153,13 +172,19 @@ const (
 func (p *partition) contendForArchiver() {
 	defer close(p.done)
 	logged := false
+	lastErr := ""
 	for {
 		lock, err := segment.TryLock(p.dir)
 		if err == nil {
 			err = p.archive()
 			lock.Unlock()
 			if err != nil {
-				p.topic.d.logger.Error("archiver stopped", "topic", p.topic.name, "partition", p.index, "err", err)
+				p.archiveErr.Store(&err)
+				// It is retried every archiverRetry: log each new failure once.
+				if msg := err.Error(); msg != lastErr {
+					lastErr = msg
+					p.topic.d.logger.Error("archiver stopped, retrying", "topic", p.topic.name, "partition", p.index, "err", err)
+				}
 			}
 		} else if !errors.Is(err, segment.ErrLocked) && !logged {
 			p.topic.d.logger.Error("cannot take the archiver lock", "topic", p.topic.name, "partition", p.index, "err", err)
@@ -202,6 +227,9 @@ func (p *partition) archive() (err error) {
 		if len(batch) > 0 {
 			if err := w.Append(batch); err != nil {
 				return fmt.Errorf("append to log of %s: %w", p, err)
+			}
+			if p.archiveErr.Load() != nil {
+				p.archiveErr.Store(nil)
 			}
 			clear(batch)
 			batch, bytes = batch[:0], 0

@@ -309,13 +309,18 @@ func (pp *producerPartition) flush(wait bool) {
 // drain writes batches until the queue is empty; flushMu is held.
 func (pp *producerPartition) drain() {
 	for {
+		// Swap the queue with the spare one. Only a non-empty queue is
+		// taken: taking an empty one would leave pending and the spare on
+		// the same array, and the next drain would write while pushers
+		// append into the slice it reads.
 		pp.mu.Lock()
 		q := pp.pending
-		pp.pending = pp.batchQ[:0]
-		pp.mu.Unlock()
 		if len(q) == 0 {
+			pp.mu.Unlock()
 			return
 		}
+		pp.pending = pp.batchQ[:0]
+		pp.mu.Unlock()
 		pp.write(q)
 		clear(q)
 		pp.batchQ = q
@@ -530,16 +535,24 @@ func (f *pushFuture) Wait(timeout time.Duration) (_ diaspora.EventID, err error)
 	if f.err != nil || !f.prod.sync {
 		return f.id, f.err
 	}
-	remaining := time.Duration(-1)
+	// The wait for the log is bounded by push_timeout too: an archiver that
+	// cannot write (a full or read-only disk) must not hang Wait(-1).
+	wait, userBound := f.prod.timeout, false
 	if timeout >= 0 {
-		remaining = max(0, timeout-time.Since(start))
+		if rem := max(0, timeout-time.Since(start)); rem < wait {
+			wait, userBound = rem, true
+		}
 	}
 	pp := f.part.Load()
-	if err := pp.part.ring.WaitArchived(f.end, remaining); err != nil {
-		if errors.Is(err, ring.ErrTimeout) {
+	if err := pp.part.ring.WaitArchived(f.end, wait); err != nil {
+		if !errors.Is(err, ring.ErrTimeout) {
+			return 0, err
+		}
+		if userBound {
 			return 0, fmt.Errorf("%w: event %d of topic %q partition %d not yet fsynced in the log after %v", diaspora.ErrTimeout, f.id, f.prod.topic.name, pp.index, timeout)
 		}
-		return 0, err
+		return 0, fmt.Errorf("event %d of topic %q partition %d is in the ring but was not fsynced in the log within push_timeout %v: %s",
+			f.id, f.prod.topic.name, pp.index, f.prod.timeout, pp.part.archiverState())
 	}
 	return f.id, nil
 }
