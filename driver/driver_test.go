@@ -641,3 +641,50 @@ func TestPinningConsumerFailsPushNamingIt(t *testing.T) {
 		t.Fatalf("push after the consumer acknowledged: %v", err)
 	}
 }
+
+// TestConcurrentPushersKeepEveryEvent: many goroutines pushing through a
+// pool into small fixed batches, while the queue is swapped under them:
+// every push completes with its own ID.
+func TestConcurrentPushersKeepEveryEvent(t *testing.T) {
+	const writers, n = 4, 3000
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "many", `{"ring_size":"4MiB","durability":"none"}`)
+	pool, _ := d.MakeThreadPool(2)
+	for _, batch := range []diaspora.BatchSize{3, diaspora.AdaptiveBatchSize} {
+		p, err := th.Producer(fmt.Sprint("p", batch), batch, pool, diaspora.Loose)
+		if err != nil {
+			t.Fatal(err)
+		}
+		futures := make([][]diaspora.Future[diaspora.EventID], writers)
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < n; i++ {
+					futures[w] = append(futures[w], p.Push(diaspora.MustMetadata(`{}`), diaspora.DataView{[]byte("x")}))
+				}
+			}()
+		}
+		wg.Wait()
+		if _, err := p.Flush().Wait(20 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		ids := map[uint64]bool{}
+		for _, fs := range futures {
+			for _, f := range fs {
+				id, err := f.Wait(10 * time.Second)
+				if err != nil {
+					t.Fatalf("batch %v: %v", batch, err)
+				}
+				if ids[id] {
+					t.Fatalf("batch %v: ID %d given twice", batch, id)
+				}
+				ids[id] = true
+			}
+		}
+		if len(ids) != writers*n {
+			t.Fatalf("batch %v: %d IDs for %d pushes", batch, len(ids), writers*n)
+		}
+	}
+}
