@@ -128,6 +128,64 @@ func runRole(role string) int {
 	return 0
 }
 
+// TestCreateRaceAcrossProcesses: processes creating the same topic at once;
+// exactly one succeeds, the others get ErrTopicExists.
+func TestCreateRaceAcrossProcesses(t *testing.T) {
+	_, opts := newDriver(t)
+	const n = 6
+	var cmds []*exec.Cmd
+	var outs []*strings.Builder
+	for i := 0; i < n; i++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), createRoleEnv+"=1", "DSHM_OPTS="+opts.Dump())
+		out := &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds, outs = append(cmds, cmd), append(outs, out)
+	}
+	won, exists := 0, 0
+	for i, cmd := range cmds {
+		cmd.Wait()
+		switch strings.TrimSpace(outs[i].String()) {
+		case "created":
+			won++
+		case "exists":
+			exists++
+		default:
+			t.Errorf("creator %d said %q", i, outs[i].String())
+		}
+	}
+	if won != 1 || exists != n-1 {
+		t.Fatalf("%d processes created the topic and %d saw ErrTopicExists; want 1 and %d", won, exists, n-1)
+	}
+}
+
+// createRoleEnv makes the test binary create topic "raced" and say how it went.
+const createRoleEnv = "DSHM_TEST_CREATE"
+
+func init() {
+	if os.Getenv(createRoleEnv) == "" {
+		return
+	}
+	d, err := diaspora.NewDriver("shm", diaspora.MustMetadata(os.Getenv("DSHM_OPTS")))
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(2)
+	}
+	err = d.CreateTopic("raced", diaspora.MustMetadata(`{"num_partitions":3}`))
+	switch {
+	case err == nil:
+		fmt.Println("created")
+	case errors.Is(err, diaspora.ErrTopicExists):
+		fmt.Println("exists")
+	default:
+		fmt.Println(err)
+	}
+	os.Exit(0)
+}
+
 type child struct {
 	cmd   *exec.Cmd
 	lines chan string
