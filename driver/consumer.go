@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,13 @@ type consumer struct {
 	sel        diaspora.DataSelector
 	opts       consumerOptions
 	zeroCopy   bool // Data() points into the ring: space is released on Acknowledge
+
+	plainMeta bool // the default serializer: metadata is its JSON text
+
+	// Events and metadata copies are carved from blocks, to allocate per
+	// block rather than per event; an event the user keeps keeps its block.
+	slab  []event
+	arena []byte
 
 	mu      sync.Mutex // one Pull is served at a time
 	parts   []*consumerPartition
@@ -70,6 +78,7 @@ func (t *topicState) MakeConsumer(name string, batch diaspora.BatchSize, maxBatc
 	c := &consumer{
 		name: name, topic: t, batch: batch, maxBatches: maxBatches, pool: pool,
 		alloc: alloc, sel: sel, opts: co, zeroCopy: sel != nil && alloc == nil,
+		plainMeta: t.serializer.Metadata().Dump() == `{"type":"default"}`,
 	}
 	if targets == nil {
 		for i := range t.parts {
@@ -349,12 +358,19 @@ func (cp *consumerPartition) deliver(id uint64, meta, data []byte, end uint64, f
 			cp.rd.Release(end)
 		}
 	}
-	md, err := c.topic.serializer.Deserialize(meta)
+	var md diaspora.Metadata
+	var err error
+	if c.plainMeta {
+		md, err = diaspora.MetadataFromBytes(c.copyMeta(meta))
+	} else {
+		md, err = c.topic.serializer.Deserialize(meta)
+	}
 	if err != nil {
 		release()
 		return diaspora.Event{}, fmt.Errorf("consumer %q of %s: event %d: %w", c.name, cp.part, id, err)
 	}
-	ev := &event{id: id, md: md, cp: cp, end: end}
+	ev := c.newEvent()
+	ev.id, ev.md, ev.cp, ev.end = id, md, cp, end
 	if c.sel != nil {
 		sel, err := c.sel(md, cp.descriptor(len(data)))
 		if err != nil {
@@ -412,6 +428,34 @@ func (cp *consumerPartition) descriptor(size int) diaspora.DataDescriptor {
 		cp.desc = diaspora.NewDataDescriptor(cp.loc, size)
 	}
 	return cp.desc
+}
+
+const (
+	eventSlab     = 64       // events per block
+	metaArena     = 64 << 10 // bytes per block of metadata copies
+	metaArenaMost = 1 << 10  // larger metadata gets its own allocation
+)
+
+func (c *consumer) newEvent() *event {
+	if len(c.slab) == 0 {
+		c.slab = make([]event, eventSlab)
+	}
+	ev := &c.slab[0]
+	c.slab = c.slab[1:]
+	return ev
+}
+
+// copyMeta copies metadata out of the ring: the ring space is reused.
+func (c *consumer) copyMeta(b []byte) []byte {
+	if len(b) > metaArenaMost {
+		return bytes.Clone(b)
+	}
+	if cap(c.arena)-len(c.arena) < len(b) {
+		c.arena = make([]byte, 0, metaArena)
+	}
+	n := len(c.arena)
+	c.arena = append(c.arena, b...)
+	return c.arena[n:len(c.arena):len(c.arena)]
 }
 
 // acknowledge stores the position after id durably and, for a zero-copy
