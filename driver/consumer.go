@@ -40,6 +40,7 @@ type consumer struct {
 
 	mu      sync.Mutex // one Pull is served at a time
 	parts   []*consumerPartition
+	waiting []*ring.Reader // scratch for WaitAny
 	peek    diaspora.Event // fetched by a future's Completed, for the next Wait
 	peekErr error
 	peeked  bool
@@ -269,16 +270,29 @@ func (c *consumer) nextLocked(timeout time.Duration) (_ diaspora.Event, err erro
 			}
 			spun = true
 		}
-		// Sleep on the futex of a ring. With one partition this is exact;
-		// with several, each sleep is bounded so the others are seen.
 		wait := time.Duration(-1)
 		if timeout >= 0 {
 			wait = timeout - elapsed
 		}
-		if len(c.parts) > 1 && (wait < 0 || wait > multiPartitionSleep) {
-			wait = multiPartitionSleep
+		if len(c.parts) > 1 {
+			// Several partitions: one futex_waitv over all their rings.
+			rds := c.waiting[:0]
+			for _, cp := range c.parts {
+				if !cp.ended && cp.log == nil {
+					rds = append(rds, cp.rd)
+				}
+			}
+			c.waiting = rds
+			if len(rds) == 0 {
+				continue // only logs left to read: tryNext makes progress
+			}
+			if err := ring.WaitAny(rds, wait); err != nil && !errors.Is(err, ring.ErrTimeout) {
+				return diaspora.Event{}, fmt.Errorf("%s: %w", c, err)
+			}
+			continue
 		}
-		cp := c.parts[c.rr]
+		// One partition: sleep on its ring's futex, and take what comes.
+		cp := c.parts[0]
 		if cp.ended || cp.log != nil {
 			continue
 		}
@@ -298,8 +312,6 @@ func (c *consumer) nextLocked(timeout time.Duration) (_ diaspora.Event, err erro
 		}
 	}
 }
-
-const multiPartitionSleep = time.Millisecond
 
 // tryNext returns the partition's next event if one is there.
 func (cp *consumerPartition) tryNext() (diaspora.Event, bool, error) {

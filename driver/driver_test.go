@@ -688,3 +688,32 @@ func TestConcurrentPushersKeepEveryEvent(t *testing.T) {
 		}
 	}
 }
+
+// TestMultiPartitionConsumerSleepsOnAllRings: a consumer of four partitions,
+// asleep in Pull, gets an event pushed to any of them.
+func TestMultiPartitionConsumerSleepsOnAllRings(t *testing.T) {
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "four", `{"ring_size":"64KiB","num_partitions":4,"durability":"none"}`)
+	c, err := th.Consumer("c", diaspora.MustMetadata(`{"spin":"0s"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := th.Producer("p")
+	for _, part := range []int{3, 1, 0, 2} {
+		got := make(chan error, 1)
+		go func() {
+			ev, err := c.Pull().Wait(10 * time.Second)
+			if err == nil && ev.Metadata().Dump() != fmt.Sprintf(`{"to":%d}`, part) {
+				err = fmt.Errorf("got %s", ev.Metadata().Dump())
+			}
+			got <- err
+		}()
+		time.Sleep(20 * time.Millisecond) // let the consumer fall asleep
+		if _, err := p.PushTo(part, diaspora.MustMetadata(fmt.Sprintf(`{"to":%d}`, part)), nil).Wait(time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-got; err != nil {
+			t.Fatalf("event pushed to partition %d: %v", part, err)
+		}
+	}
+}

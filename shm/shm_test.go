@@ -131,3 +131,31 @@ func TestProcessAliveSelfDeadChildAndWrongStart(t *testing.T) {
 		t.Fatalf("dead child %+v reported alive", child)
 	}
 }
+
+func TestFutexWaitvWakesOnAnyWord(t *testing.T) {
+	words := make([]uint32, 3)
+	ws := []FutexWord{{&words[0], 0}, {&words[1], 0}, {&words[2], 0}}
+	if err := FutexWaitv(ws, 20*time.Millisecond); err != ErrTimeout {
+		if err == ErrNoWaitv {
+			t.Skip("kernel without futex_waitv")
+		}
+		t.Fatalf("FutexWaitv with nobody waking: got %v, want ErrTimeout", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- FutexWaitv(ws, 10*time.Second) }()
+	time.Sleep(20 * time.Millisecond)
+	atomic.AddUint32(&words[2], 1)
+	FutexWake(&words[2], 1)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("FutexWaitv woken on its third word: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("FutexWaitv not woken by a wake on its third word")
+	}
+	// A word that already differs returns at once.
+	if err := FutexWaitv([]FutexWord{{&words[2], 0}}, 10*time.Second); err != nil {
+		t.Fatalf("FutexWaitv on a changed word: %v", err)
+	}
+}
