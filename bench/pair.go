@@ -181,6 +181,9 @@ func (r *pairRunner) warmEvents(c Case) int {
 func window(size, ring int) int { return min(max(ring/size, 16), 65536) }
 
 func batchFor(c Case) int {
+	if c.Durability == "none" {
+		return 0 // adaptive: written straight into the ring
+	}
 	if c.Size <= 4096 {
 		return min((64<<10)/c.Size, 1024)
 	}

@@ -503,6 +503,9 @@ func (f *pushFuture) Completed() (done bool) {
 }
 
 func (f *pushFuture) Wait(timeout time.Duration) (_ diaspora.EventID, err error) {
+	if f.done.Load() && (f.err != nil || !f.prod.sync) {
+		return f.id, f.err // the common case: no clock, no ring access
+	}
 	defer debug.SetPanicOnFault(armFaults())
 	defer recoverFault(&err, f.prod)
 	start := time.Now()
