@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"unsafe"
 
 	"github.com/diaspora-shm/diaspora"
+	"github.com/diaspora-shm/diaspora/internal/testutil"
 )
 
 // The tests below run producers and consumers in real processes: the test
@@ -402,20 +402,7 @@ func TestKilledProducerSyncSurvivesLossOfRings(t *testing.T) {
 // TestOtherUserCannotOpenTopicFiles runs cat as an unprivileged user on the
 // rings and the log of a 0600 topic: each read must be refused.
 func TestOtherUserCannotOpenTopicFiles(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run a command as another user")
-	}
-	u, err := user.Lookup("diaspora-test")
-	if err != nil {
-		if out, err := exec.Command("useradd", "-r", "-M", "-s", "/bin/false", "diaspora-test").CombinedOutput(); err != nil {
-			t.Fatalf("useradd diaspora-test: %v: %s", err, out)
-		}
-		if u, err = user.Lookup("diaspora-test"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
+	uid, gid := testutil.UnprivilegedUser(t)
 	d, opts := newDriver(t)
 	th := createTopic(t, d, "private", `{"ring_size":"64KiB","durability":"sync"}`)
 	p, _ := th.Producer("p")
@@ -440,14 +427,14 @@ func TestOtherUserCannotOpenTopicFiles(t *testing.T) {
 			continue
 		}
 		cmd := exec.Command("cat", f)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
 		cmd.Stdout = io.Discard
 		out := &strings.Builder{}
 		cmd.Stderr = out
 		if err := cmd.Run(); err == nil {
-			t.Errorf("user %s could read %s", u.Username, f)
+			t.Errorf("user %s could read %s", testutil.UnprivilegedUserName, f)
 		} else if !strings.Contains(out.String(), "Permission denied") {
-			t.Errorf("reading %s as %s failed, but not for lack of permission: %v %s", f, u.Username, err, out)
+			t.Errorf("reading %s as %s failed, but not for lack of permission: %v %s", f, testutil.UnprivilegedUserName, err, out)
 		}
 	}
 }

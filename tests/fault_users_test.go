@@ -4,9 +4,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,26 +12,14 @@ import (
 	"time"
 
 	"github.com/diaspora-shm/diaspora"
+	"github.com/diaspora-shm/diaspora/internal/testutil"
 )
 
 // TestFaultOtherUserLockedOut runs this test binary as the unprivileged user
 // diaspora-test against a 0600 topic: it must not read or write any ring or
 // log file, nor open, push to or pull from the topic through the API.
 func TestFaultOtherUserLockedOut(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run a process as another user")
-	}
-	u, err := user.Lookup("diaspora-test")
-	if err != nil {
-		if out, err := exec.Command("useradd", "-r", "-M", "-s", "/bin/false", "diaspora-test").CombinedOutput(); err != nil {
-			t.Skipf("no user diaspora-test and useradd failed: %v: %s", err, out)
-		}
-		if u, err = user.Lookup("diaspora-test"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
+	uid, gid := testutil.UnprivilegedUser(t)
 	// The binary in a directory the user can reach.
 	binDir, err := os.MkdirTemp("", "dshm-bin-")
 	if err != nil {
@@ -81,7 +67,7 @@ func TestFaultOtherUserLockedOut(t *testing.T) {
 	cmd := exec.Command(bin, "-test.run=^$")
 	cmd.Env = append(os.Environ(), faultRoleEnv+"=intruder", "DSHM_OPTS="+env.opts.Dump(), "DSHM_TOPIC=private",
 		"DSHM_FILES="+strings.Join(files, ":"), "HOME=/nonexistent")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
 	out, err := cmd.Output()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
@@ -95,7 +81,7 @@ func TestFaultOtherUserLockedOut(t *testing.T) {
 	refused := 0
 	for _, l := range lines {
 		if strings.HasPrefix(l, "allowed") {
-			t.Errorf("user %s: %s", u.Username, l)
+			t.Errorf("user %s: %s", testutil.UnprivilegedUserName, l)
 		} else {
 			refused++
 		}
@@ -103,5 +89,5 @@ func TestFaultOtherUserLockedOut(t *testing.T) {
 	if refused < 2*len(files) {
 		t.Errorf("intruder reported %d refusals for %d files: %v", refused, len(files), lines)
 	}
-	t.Logf("user %s was refused %d accesses to %d files and the topic", u.Username, refused, len(files))
+	t.Logf("user %s was refused %d accesses to %d files and the topic", testutil.UnprivilegedUserName, refused, len(files))
 }
