@@ -270,9 +270,14 @@ func (c *consumer) nextLocked(timeout time.Duration) (_ diaspora.Event, err erro
 			}
 			spun = true
 		}
-		wait := time.Duration(-1)
+		// Sleep at most closeCheck at a time: Close waits for this Pull to
+		// return (it holds c.mu), so a Pull without a timeout must notice.
+		if c.closed.Load() {
+			return diaspora.Event{}, fmt.Errorf("%w: %s", diaspora.ErrClosed, c)
+		}
+		wait := closeCheck
 		if timeout >= 0 {
-			wait = timeout - elapsed
+			wait = min(wait, timeout-elapsed)
 		}
 		if len(c.parts) > 1 {
 			// Several partitions: one futex_waitv over all their rings.
@@ -312,6 +317,9 @@ func (c *consumer) nextLocked(timeout time.Duration) (_ diaspora.Event, err erro
 		}
 	}
 }
+
+// closeCheck bounds each sleep of a Pull, so that Close is seen.
+const closeCheck = 100 * time.Millisecond
 
 // tryNext returns the partition's next event if one is there.
 func (cp *consumerPartition) tryNext() (diaspora.Event, bool, error) {

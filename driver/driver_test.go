@@ -717,3 +717,37 @@ func TestMultiPartitionConsumerSleepsOnAllRings(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseEndsAPullWithoutTimeout: a consumer closed while a goroutine
+// waits in Pull without a timeout: the Pull ends with ErrClosed and Close
+// returns.
+func TestCloseEndsAPullWithoutTimeout(t *testing.T) {
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "idle", `{"ring_size":"64KiB","durability":"none"}`)
+	for _, n := range []int{1, 2} {
+		th2 := th
+		if n == 2 {
+			th2 = createTopic(t, d, "idle2", `{"ring_size":"64KiB","durability":"none","num_partitions":2}`)
+		}
+		c, err := th2.Consumer("c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan error, 1)
+		go func() { _, err := c.Pull().Wait(-1); got <- err }()
+		time.Sleep(50 * time.Millisecond)
+		closed := make(chan error, 1)
+		go func() { closed <- c.Close() }()
+		select {
+		case err := <-got:
+			if !errors.Is(err, diaspora.ErrClosed) {
+				t.Fatalf("%d partitions: Pull on a closed consumer: got %v, want ErrClosed", n, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d partitions: Pull(-1) still waiting 10 s after Close", n)
+		}
+		if err := <-closed; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
