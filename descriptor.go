@@ -32,6 +32,10 @@ func NewDataDescriptor(location string, size int) DataDescriptor {
 	return d
 }
 
+// BaseSize returns the size given to NewDataDescriptor: the size of the whole
+// data the views select from. Drivers check it against the data they hold.
+func (d DataDescriptor) BaseSize() int { return d.baseSize }
+
 // Location returns the location given to NewDataDescriptor.
 func (d DataDescriptor) Location() string { return d.location }
 

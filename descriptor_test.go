@@ -259,3 +259,20 @@ func FuzzDataDescriptorUnmarshal(f *testing.F) {
 		}
 	})
 }
+
+func TestDataDescriptorBaseSizeSurvivesViews(t *testing.T) {
+	d := diaspora.NewDataDescriptor("x", 52)
+	v, err := d.SubView(13, 26)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := v.StridedView(0, 3, 4, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []diaspora.DataDescriptor{d, v, s} {
+		if c.BaseSize() != 52 {
+			t.Fatalf("%v: BaseSize %d, want 52", c, c.BaseSize())
+		}
+	}
+}

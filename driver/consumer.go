@@ -57,6 +57,7 @@ type consumerPartition struct {
 	want   uint64          // the next ID to deliver
 	ended  bool
 	desc   diaspora.DataDescriptor // the last one made, reused for events of its size
+	relEnd atomic.Uint64           // acknowledged zero-copy space to release, applied under c.mu
 	ackMu  sync.Mutex
 	acked  uint64 // the stored position: next ID after the last acknowledged
 	loc    string
@@ -234,6 +235,11 @@ func (c *consumer) nextLocked(timeout time.Duration) (_ diaspora.Event, err erro
 	var start time.Time
 	spun := false
 	for {
+		if c.zeroCopy {
+			for _, cp := range c.parts {
+				cp.applyRelease()
+			}
+		}
 		ended := 0
 		for range c.parts {
 			cp := c.parts[c.rr]
@@ -373,8 +379,11 @@ func (cp *consumerPartition) tryNext() (diaspora.Event, bool, error) {
 func (cp *consumerPartition) deliver(id uint64, meta, data []byte, end uint64, fromLog bool) (diaspora.Event, error) {
 	c := cp.c
 	cp.want = id + 1
+	// A copying consumer is done with the ring space once it has the event,
+	// also when the event fails; a zero-copy consumer still holds events it
+	// delivered before and frees space only on Acknowledge.
 	release := func() {
-		if !fromLog {
+		if !fromLog && !c.zeroCopy {
 			cp.rd.Release(end)
 		}
 	}
@@ -396,6 +405,11 @@ func (cp *consumerPartition) deliver(id uint64, meta, data []byte, end uint64, f
 		if err != nil {
 			release()
 			return diaspora.Event{}, fmt.Errorf("consumer %q of %s: event %d: data selector: %w", c.name, cp.part, id, err)
+		}
+		if !sel.IsZero() && sel.BaseSize() != len(data) {
+			release()
+			return diaspora.Event{}, fmt.Errorf("%w: consumer %q of %s: event %d: the data selector returned a view of %d bytes of data for an event of %d",
+				diaspora.ErrInvalidArgument, c.name, cp.part, id, sel.BaseSize(), len(data))
 		}
 		if sel.Size() == len(data) && len(data) > 0 && c.alloc == nil && !fromLog {
 			// Everything is selected (selections never overlap): one view.
@@ -478,6 +492,14 @@ func (c *consumer) copyMeta(b []byte) []byte {
 	return c.arena[n:len(c.arena):len(c.arena)]
 }
 
+// applyRelease frees the space acknowledged by a zero-copy consumer; c.mu
+// is held.
+func (cp *consumerPartition) applyRelease() {
+	if e := cp.relEnd.Load(); e > 0 {
+		cp.rd.Release(e)
+	}
+}
+
 // acknowledge stores the position after id durably and, for a zero-copy
 // consumer, lets the ring reuse the space up to the event.
 func (cp *consumerPartition) acknowledge(id uint64, end uint64) (err error) {
@@ -501,7 +523,18 @@ func (cp *consumerPartition) acknowledge(id uint64, end uint64) (err error) {
 	}
 	cp.acked, cp.stored = id+1, true
 	if c.zeroCopy && end > 0 {
-		cp.rd.Release(end)
+		// The reader belongs to whoever holds c.mu (a Pull); hand the
+		// release over, and apply it now if no Pull is running.
+		for {
+			cur := cp.relEnd.Load()
+			if end <= cur || cp.relEnd.CompareAndSwap(cur, end) {
+				break
+			}
+		}
+		if c.mu.TryLock() {
+			cp.applyRelease()
+			c.mu.Unlock()
+		}
 	}
 	return nil
 }

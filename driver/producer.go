@@ -35,7 +35,17 @@ type producer struct {
 	serialQ  []pushRequest
 	draining bool
 
-	inflight sync.WaitGroup // pushes handed to the pool, not yet queued
+	// active counts Push and Claim calls in progress; Close waits for
+	// them after it set closed, so none writes to a ring after Close.
+	active atomic.Int64
+	// pooled counts pushes handed to the pool and not processed yet;
+	// Flush waits until it is zero.
+	pooledMu   sync.Mutex
+	pooledCond sync.Cond
+	pooled     int
+	claims     sync.WaitGroup // Claims not yet committed or aborted
+	openMu     sync.Mutex
+	open       map[*claim]struct{}
 	// slots bounds the pushes handed to the pool and not yet queued on a
 	// partition to MaxNumBatches batches: Push blocks on it (back-pressure).
 	slots  chan struct{}
@@ -96,6 +106,7 @@ func (t *topicState) MakeProducer(name string, batch diaspora.BatchSize, maxBatc
 		perBatch = adaptiveBatchHint
 	}
 	p.slots = make(chan struct{}, perBatch*int(maxBatches))
+	p.pooledCond.L = &p.pooledMu
 	for i, part := range t.parts {
 		p.parts = append(p.parts, &producerPartition{p: p, part: part, index: i})
 	}
@@ -120,6 +131,9 @@ func (p *producer) Topic() diaspora.TopicHandleInterface     { return p.topic }
 // Push queues an event. Errors (validation, selection, a closed producer, a
 // full ring that never drains) come out of the future's Wait.
 func (p *producer) Push(md diaspora.Metadata, data diaspora.DataView, partition int) diaspora.Future[diaspora.EventID] {
+	// Dekker with Close: it sets closed, then waits for active to drain.
+	p.active.Add(1)
+	defer p.active.Add(-1)
 	if p.closed.Load() {
 		return diaspora.ReadyFuture[diaspora.EventID](0, fmt.Errorf("%w: producer %q of topic %q", diaspora.ErrClosed, p.name, p.topic.name))
 	}
@@ -128,9 +142,9 @@ func (p *producer) Push(md diaspora.Metadata, data diaspora.DataView, partition 
 	}
 	f := &pushFuture{prod: p}
 	req := pushRequest{md: md, data: data, partition: partition, f: f}
+	p.slots <- struct{}{}
+	p.addPooled(1)
 	if p.ordering == diaspora.Strict {
-		p.slots <- struct{}{}
-		p.inflight.Add(1)
 		p.serialMu.Lock()
 		p.serialQ = append(p.serialQ, req)
 		start := !p.draining
@@ -141,10 +155,18 @@ func (p *producer) Push(md diaspora.Metadata, data diaspora.DataView, partition 
 		}
 		return f
 	}
-	p.slots <- struct{}{}
-	p.inflight.Add(1)
-	p.pool.PushWork(func() { p.process(req.md, req.data, req.partition, req.f); <-p.slots; p.inflight.Done() }, 0)
+	p.pool.PushWork(func() { p.process(req.md, req.data, req.partition, req.f); <-p.slots; p.addPooled(-1) }, 0)
 	return f
+}
+
+// addPooled counts pushes handed to the pool; at zero it wakes Flush.
+func (p *producer) addPooled(n int) {
+	p.pooledMu.Lock()
+	p.pooled += n
+	if p.pooled == 0 {
+		p.pooledCond.Broadcast()
+	}
+	p.pooledMu.Unlock()
 }
 
 // drainSerial processes queued pushes in order; one runs at a time.
@@ -162,7 +184,7 @@ func (p *producer) drainSerial() {
 		for _, req := range q {
 			p.process(req.md, req.data, req.partition, req.f)
 			<-p.slots
-			p.inflight.Done()
+			p.addPooled(-1)
 		}
 	}
 }
@@ -210,12 +232,18 @@ func (p *producer) process(md diaspora.Metadata, data diaspora.DataView, partiti
 	pp.pending = append(pp.pending, queuedEvent{meta: meta, data: data, f: f})
 	n := len(pp.pending)
 	pp.mu.Unlock()
+	// A Wait that began before the partition was known could not write the
+	// batch; it made f.ch before looking at f.part again, so one of us sees
+	// the other (both under or after f.mu).
+	f.mu.Lock()
+	waited := f.ch != nil
+	f.mu.Unlock()
 	switch {
 	case p.batch == diaspora.AdaptiveBatchSize:
 		// Write now unless a batch is being written; that writer takes this
 		// event with the next batch, so batches grow while the ring is busy.
-		pp.flush(false)
-	case n >= int(p.batch):
+		pp.flush(waited)
+	case n >= int(p.batch) || waited:
 		pp.flush(true)
 	}
 	return f
@@ -300,9 +328,12 @@ func (pp *producerPartition) flush(wait bool) {
 		pp.mu.Lock()
 		more := len(pp.pending) > 0
 		pp.mu.Unlock()
-		if !more || wait {
+		if !more {
 			return
 		}
+		// Events queued while we held the lock were left to us by pushers
+		// whose TryLock failed: write them, unless a writer took over.
+		wait = false
 	}
 }
 
@@ -422,7 +453,11 @@ func (p *producer) Flush() diaspora.Future[struct{}] {
 func (p *producer) flushAll(timeout time.Duration) (err error) {
 	defer debug.SetPanicOnFault(armFaults())
 	defer recoverFault(&err, p)
-	p.inflight.Wait()
+	p.pooledMu.Lock()
+	for p.pooled > 0 {
+		p.pooledCond.Wait()
+	}
+	p.pooledMu.Unlock()
 	var deadline time.Time
 	if timeout >= 0 {
 		deadline = time.Now().Add(timeout)
@@ -454,7 +489,23 @@ func (p *producer) Close() error {
 	if p.closed.Swap(true) {
 		return nil
 	}
+	// Pushes and claims that passed the closed check before it was set
+	// finish first (they hold active), then what they queued is written.
+	for p.active.Load() > 0 {
+		time.Sleep(50 * time.Microsecond)
+	}
 	err := p.flushAll(-1)
+	// Claims still open: their owner has push_timeout to commit or abort,
+	// then they are aborted (nothing is published); writing into one after
+	// the driver closed faults.
+	done := make(chan struct{})
+	go func() { p.claims.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(p.timeout):
+		p.abortOpenClaims()
+		<-done
+	}
 	p.topic.removeClient(p)
 	return err
 }
@@ -521,6 +572,11 @@ func (f *pushFuture) Wait(timeout time.Duration) (_ diaspora.EventID, err error)
 		}
 		ch := f.ch
 		f.mu.Unlock()
+		// The push may have reached its partition queue meanwhile; see
+		// process for the other half of this hand-shake.
+		if pp := f.part.Load(); pp != nil && !f.done.Load() {
+			pp.flush(true)
+		}
 		if ch != nil {
 			if timeout < 0 {
 				<-ch
@@ -565,6 +621,8 @@ func (f *pushFuture) Wait(timeout time.Duration) (_ diaspora.EventID, err error)
 func (p *producer) Claim(md diaspora.Metadata, size int, partition int) (_ diaspora.Claim, err error) {
 	defer debug.SetPanicOnFault(armFaults())
 	defer recoverFault(&err, p)
+	p.active.Add(1)
+	defer p.active.Add(-1)
 	if p.closed.Load() {
 		return nil, fmt.Errorf("%w: producer %q of topic %q", diaspora.ErrClosed, p.name, p.topic.name)
 	}
@@ -594,6 +652,7 @@ func (p *producer) Claim(md diaspora.Metadata, size int, partition int) (_ diasp
 	}
 	pp.part.lease.cover(c.c.ID(0))
 	copy(c.c.Meta(0), meta)
+	p.openClaim(c)
 	return c, nil
 }
 
@@ -617,6 +676,7 @@ func (c *claim) Commit() (f diaspora.Future[diaspora.EventID]) {
 	if c.used.Swap(true) {
 		return diaspora.ReadyFuture[diaspora.EventID](0, fmt.Errorf("%w: claim already committed or aborted", diaspora.ErrInvalidArgument))
 	}
+	defer c.p.closeClaim(c)
 	if err := c.p.topic.validator.Validate(c.md, diaspora.DataView{c.c.Data(0)}); err != nil {
 		c.c.Abort()
 		return diaspora.ReadyFuture[diaspora.EventID](0, fmt.Errorf("producer %q of topic %q: %w", c.p.name, c.p.topic.name, err))
@@ -640,5 +700,37 @@ func (c *claim) Abort() (err error) {
 	if c.used.Swap(true) {
 		return fmt.Errorf("%w: claim already committed or aborted", diaspora.ErrInvalidArgument)
 	}
+	defer c.p.closeClaim(c)
 	return c.c.Abort()
+}
+
+// openClaim and closeClaim track the claims Close must wait for.
+func (p *producer) openClaim(c *claim) {
+	p.claims.Add(1)
+	p.openMu.Lock()
+	if p.open == nil {
+		p.open = map[*claim]struct{}{}
+	}
+	p.open[c] = struct{}{}
+	p.openMu.Unlock()
+}
+
+func (p *producer) closeClaim(c *claim) {
+	p.openMu.Lock()
+	delete(p.open, c)
+	p.openMu.Unlock()
+	p.claims.Done()
+}
+
+// abortOpenClaims aborts the claims still open at Close.
+func (p *producer) abortOpenClaims() {
+	p.openMu.Lock()
+	open := make([]*claim, 0, len(p.open))
+	for c := range p.open {
+		open = append(open, c)
+	}
+	p.openMu.Unlock()
+	for _, c := range open {
+		c.Abort()
+	}
 }

@@ -94,6 +94,13 @@ func (t *topicState) PartitionSelector() diaspora.PartitionSelectorInterface {
 // MarkAsComplete ends the stream: it is recorded durably in the topic's
 // directory and flagged in every ring, waking every sleeping consumer.
 func (t *topicState) MarkAsComplete() error {
+	// The rings are unmapped once the topic is closed: hold t.mu so that
+	// close cannot run meanwhile.
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return fmt.Errorf("%w: topic %q", diaspora.ErrClosed, t.name)
+	}
 	path := filepath.Join(topicDir(t.d.opts.RootPath, t.name), completeFile)
 	if err := writeFileSync(path, nil, t.opts.Mode); err != nil {
 		return fmt.Errorf("shm driver: topic %q: mark as complete: %w", t.name, err)

@@ -1,0 +1,222 @@
+package driver_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/diaspora-shm/diaspora"
+)
+
+// A fixed batch size on a thread pool: Wait called before the pool ran the
+// push finds f.part nil, skips the flush and sleeps on the channel; the pool
+// then queues the event (1 < batch size), and nobody ever writes it.
+func TestReviewFixedBatchWaitBeforePoolRuns(t *testing.T) {
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "t", `{"durability":"none","ring_size":"1MiB"}`)
+	pool, err := d.MakeThreadPool(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, block := make(chan struct{}), make(chan struct{})
+	pool.PushWork(func() { close(started); <-block }, 0)
+	<-started
+	p, err := th.Producer("p", pool, diaspora.BatchSize(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := p.Push(diaspora.MustMetadata(`{"a":1}`), nil)
+	go func() { time.Sleep(50 * time.Millisecond); close(block) }()
+	if _, err := f.Wait(2 * time.Second); err != nil {
+		t.Fatalf("Wait of a push that the pool processed 50ms later: %v", err)
+	}
+}
+
+// Push (inflight.Add from 0) concurrent with Flush/Close (inflight.Wait):
+// WaitGroup misuse, reported by -race, and a possible
+// "WaitGroup is reused before previous Wait has returned" panic.
+func TestReviewConcurrentPushAndFlush(t *testing.T) {
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "t", `{"durability":"none","ring_size":"1MiB"}`)
+	pool, err := d.MakeThreadPool(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := th.Producer("p", pool, diaspora.Loose)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := diaspora.MustMetadata(`{"a":1}`)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			p.Push(md, nil)
+			time.Sleep(time.Microsecond)
+		}
+	}()
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if _, err := p.Flush().Wait(2 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
+
+// A zero-copy consumer: Acknowledge calls ring.Reader.Release from the
+// acknowledging goroutine while Pull steps the same Reader under c.mu (as
+// Process with a thread pool does): a data race on Reader.pos/rel.
+func TestReviewZeroCopyAckRacesPull(t *testing.T) {
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "t", `{"durability":"none","ring_size":"1MiB"}`)
+	c, err := th.Consumer("c", diaspora.FullDataSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := th.Producer("p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	for i := 0; i < n; i++ {
+		if _, err := p.Push(diaspora.MustMetadata(`{"a":1}`), diaspora.DataView{[]byte("data")}).Wait(time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs := make(chan diaspora.Event, n)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range evs {
+			ev.Acknowledge()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		ev, err := c.Pull().Wait(time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs <- ev
+	}
+	close(evs)
+	<-done
+}
+
+// A zero-copy consumer whose selector fails on event 1: deliver's error path
+// releases the ring up to event 1, freeing event 0, which was delivered but
+// not acknowledged; producers overwrite the data the user still holds.
+func TestReviewZeroCopyErrorReleasesUnackedEvent(t *testing.T) {
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "t", `{"durability":"none","ring_size":"64KiB"}`)
+	sel := diaspora.DataSelector(func(md diaspora.Metadata, desc diaspora.DataDescriptor) (diaspora.DataDescriptor, error) {
+		var v struct{ Bad bool }
+		md.Decode(&v)
+		if v.Bad {
+			return diaspora.DataDescriptor{}, errors.New("bad event")
+		}
+		return desc, nil
+	})
+	c, err := th.Consumer("c", sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := th.Producer("p", diaspora.MustMetadata(`{"push_timeout":"50ms"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	push := func(md string, b byte) error {
+		_, err := p.Push(diaspora.MustMetadata(md), diaspora.DataView{bytes.Repeat([]byte{b}, 1000)}).Wait(time.Second)
+		return err
+	}
+	if err := push(`{"i":0}`, 'A'); err != nil {
+		t.Fatal(err)
+	}
+	if err := push(`{"bad":true}`, 'X'); err != nil {
+		t.Fatal(err)
+	}
+	ev0, err := c.Pull().Wait(time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Pull().Wait(time.Second); err == nil {
+		t.Fatal("selector error not reported")
+	}
+	for i := 0; i < 200; i++ {
+		if push(`{"i":1}`, 'B') != nil {
+			break // ring full: event 0 is still pinned, as it should be
+		}
+	}
+	if got := ev0.Data().Bytes(); !bytes.Equal(got, bytes.Repeat([]byte{'A'}, 1000)) {
+		t.Fatalf("data of unacknowledged zero-copy event 0 was overwritten: starts %q", got[:8])
+	}
+}
+
+// A selector that returns a descriptor larger than the event's data: Pull
+// panics (slice bounds out of range) instead of returning an error.
+func TestReviewSelectorOversizeDescriptorPanics(t *testing.T) {
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "t", `{"durability":"none","ring_size":"1MiB"}`)
+	sel := diaspora.DataSelector(func(md diaspora.Metadata, desc diaspora.DataDescriptor) (diaspora.DataDescriptor, error) {
+		return diaspora.NewDataDescriptor(desc.Location(), 100), nil
+	})
+	c, err := th.Consumer("c", sel, diaspora.BytesAllocator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := th.Producer("p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Push(diaspora.MustMetadata(`{}`), diaspora.DataView{[]byte("0123456789")}).Wait(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("Pull panicked on a bad selector result: %v", r)
+		}
+	}()
+	if _, err := c.Pull().Wait(time.Second); err == nil {
+		t.Fatal("no error for a selection past the end of the data")
+	}
+}
+
+// TopicHandle.MarkAsComplete after Driver.Close writes into the unmapped
+// ring without arming SetPanicOnFault: SIGSEGV kills the process. Run in a
+// child process.
+func TestReviewMarkAsCompleteAfterDriverClose(t *testing.T) {
+	if os.Getenv("REVIEW_CHILD") == "1" {
+		d, _ := newDriver(t)
+		th := createTopic(t, d, "t", `{"durability":"none","ring_size":"64KiB"}`)
+		d.Close()
+		err := th.MarkAsComplete()
+		fmt.Println("returned:", err)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestReviewMarkAsCompleteAfterDriverClose$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "REVIEW_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("MarkAsComplete after Driver.Close crashed the process: %v\n%s", err, tail(out))
+	}
+}
+
+func tail(b []byte) []byte {
+	if len(b) > 600 {
+		return b[:600]
+	}
+	return b
+}
