@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/diaspora-shm/diaspora"
 	"github.com/diaspora-shm/diaspora/ring"
 	"github.com/diaspora-shm/diaspora/segment"
 	"github.com/diaspora-shm/diaspora/shm"
@@ -29,6 +30,12 @@ type partition struct {
 	done chan struct{}
 
 	archiveErr atomic.Pointer[error] // the last failure of this process's archiver
+	closed     atomic.Bool           // set before the ring is unmapped
+}
+
+// errClosed is what futures of a closed partition's pushes report.
+func (p *partition) errClosed() error {
+	return fmt.Errorf("%w: %s was closed with its driver", diaspora.ErrClosed, p)
 }
 
 // archiverState says who archives the partition and, when this process
@@ -152,6 +159,7 @@ func (p *partition) nextIDFloor() (uint64, error) {
 // close stops the archiver (which archives what is committed first) and
 // unmaps the ring. Producers and consumers of the partition are closed before.
 func (p *partition) close() error {
+	p.closed.Store(true)
 	if p.stop != nil {
 		close(p.stop)
 		<-p.done

@@ -477,6 +477,9 @@ func (p *producer) flushAll(timeout time.Duration) (err error) {
 		if !deadline.IsZero() {
 			wait = time.Until(deadline)
 		}
+		if pp.part.closed.Load() {
+			return pp.part.errClosed()
+		}
 		if err := pp.part.ring.WaitArchived(end, wait); err != nil {
 			return fmt.Errorf("producer %q of topic %q partition %d: waiting for the log: %w", p.name, p.topic.name, pp.index, err)
 		}
@@ -550,6 +553,9 @@ func (f *pushFuture) Completed() (done bool) {
 		return true
 	}
 	pp := f.part.Load()
+	if pp.part.closed.Load() {
+		return true // Wait reports it
+	}
 	return pp.part.ring.ArchivedPos() >= f.end
 }
 
@@ -603,6 +609,9 @@ func (f *pushFuture) Wait(timeout time.Duration) (_ diaspora.EventID, err error)
 		}
 	}
 	pp := f.part.Load()
+	if pp.part.closed.Load() {
+		return 0, pp.part.errClosed()
+	}
 	if err := pp.part.ring.WaitArchived(f.end, wait); err != nil {
 		if !errors.Is(err, ring.ErrTimeout) {
 			return 0, err

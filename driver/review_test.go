@@ -220,3 +220,22 @@ func tail(b []byte) []byte {
 	}
 	return b
 }
+
+// TestSyncFutureAfterDriverCloseIsErrClosed: a sync push whose future is
+// waited after Driver.Close answers ErrClosed or its ID, without touching
+// the unmapped ring.
+func TestSyncFutureAfterDriverCloseIsErrClosed(t *testing.T) {
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "late", `{"ring_size":"64KiB","durability":"sync"}`)
+	p, _ := th.Producer("p")
+	f := p.Push(diaspora.MustMetadata(`{}`), nil)
+	g := p.Push(diaspora.MustMetadata(`{}`), nil)
+	if _, err := f.Wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	if _, err := g.Wait(time.Second); err != nil && !errors.Is(err, diaspora.ErrClosed) {
+		t.Fatalf("a sync future waited after Driver.Close: got %v, want its ID or ErrClosed", err)
+	}
+	g.Completed()
+}
