@@ -509,3 +509,40 @@ func TestWritePositionIsReadBackAndReplaces(t *testing.T) {
 		t.Fatal("WritePosition accepted a name that escapes the directory")
 	}
 }
+
+// TestRepairLeaksNoFile: opening a log with a torn tail, many times over,
+// leaves no file descriptor behind (wal.Open, failing on a torn tail,
+// used to keep the one it opened).
+func TestRepairLeaksNoFile(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{Sync: SyncNone}
+	writeLog(t, dir, o, makeEvents(0, 20, 1, 100), 5)
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd")
+		}
+		return len(ents)
+	}
+	before := fds()
+	for i := 0; i < 20; i++ {
+		locs := frameLocs(t, dir)
+		last := locs[len(locs)-1]
+		if err := os.Truncate(filepath.Join(dir, last.file), int64(last.end-3)); err != nil {
+			t.Fatal(err)
+		}
+		w, err := OpenWriter(dir, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Append(makeEvents(w.NextID(), 5, 1, 100)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := fds(); after > before {
+		t.Fatalf("%d file descriptors open after 20 repairs, %d before", after, before)
+	}
+}

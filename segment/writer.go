@@ -92,50 +92,37 @@ func OpenWriter(dir string, o Options) (*Writer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	log, err := wal.Open(dir, walOptions(o))
-	if err != nil && !errors.Is(err, wal.ErrCorrupt) {
+	// Repair a torn tail before wal.Open sees it: wal.Open fails on it with
+	// ErrCorrupt and leaks the file it opened.
+	if segs, err := listSegments(dir); err != nil {
 		return nil, fmt.Errorf("segment: open %s: %w", dir, err)
-	}
-	walErr := err
-	closeLog := func() {
-		if log != nil {
-			log.Close()
+	} else if len(segs) > 0 {
+		if err := repairTail(dir, segs[len(segs)-1].name, o); err != nil {
+			return nil, err
 		}
+	}
+	log, err := wal.Open(dir, walOptions(o))
+	if err != nil {
+		return nil, fmt.Errorf("segment: open %s: %w", dir, err)
 	}
 	segs, err := listSegments(dir)
 	if err != nil || len(segs) == 0 {
-		closeLog()
+		log.Close()
 		if err == nil {
-			err = walErr
+			err = errors.New("wal.Open left no segment file")
 		}
 		return nil, fmt.Errorf("segment: open %s: %w", dir, err)
 	}
 	tail := segs[len(segs)-1]
-	tailPath := filepath.Join(dir, tail.name)
-	data, err := os.ReadFile(tailPath)
+	data, err := os.ReadFile(filepath.Join(dir, tail.name))
 	if err != nil {
-		closeLog()
+		log.Close()
 		return nil, err
 	}
 	sc := scanSegment(data, nil)
-	if sc.bad >= 0 {
-		if _, h, ok := findValidFrame(data, sc.bad+1); ok {
-			closeLog()
-			return nil, corruptAt(dir, tail.name, sc.bad, sc.last, sc.frames > 0, h, true, sc.badErr)
-		}
-		closeLog()
-		if err := writeFileAtomic(dir, tailPath, data[:sc.end], o.Perm); err != nil {
-			return nil, fmt.Errorf("segment: repair tail of %s: %w", tailPath, err)
-		}
-		o.Logger.Warn("segment: cut torn tail of log", "dir", dir, "file", tail.name,
-			"offset", sc.end, "bytes_cut", len(data)-sc.end, "reason", sc.badErr.Error())
-		data = data[:sc.end]
-		if log, err = wal.Open(dir, walOptions(o)); err != nil {
-			return nil, fmt.Errorf("segment: open %s after repair: %w", dir, err)
-		}
-	} else if walErr != nil {
-		closeLog()
-		return nil, fmt.Errorf("segment: open %s: %w", dir, walErr)
+	if sc.bad >= 0 { // changed between the repair and wal.Open
+		log.Close()
+		return nil, corruptAt(dir, tail.name, sc.bad, sc.last, sc.frames > 0, frameHeader{}, false, sc.badErr)
 	}
 
 	w := &Writer{dir: dir, o: o, log: log, onSync: testSyncHook, now: testNow,
@@ -395,6 +382,30 @@ func (w *Writer) Close() error {
 		err = cerr
 	}
 	return err
+}
+
+// repairTail cuts the segment file name back to its last whole valid frame
+// (a torn tail: nothing valid follows the damage) and logs it. Damage that a
+// valid frame follows is a *CorruptionError: not a torn write.
+func repairTail(dir, name string, o Options) error {
+	path := filepath.Join(dir, name)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	sc := scanSegment(data, nil)
+	if sc.bad < 0 {
+		return nil
+	}
+	if _, h, ok := findValidFrame(data, sc.bad+1); ok {
+		return corruptAt(dir, name, sc.bad, sc.last, sc.frames > 0, h, true, sc.badErr)
+	}
+	if err := writeFileAtomic(dir, path, data[:sc.end], o.Perm); err != nil {
+		return fmt.Errorf("segment: repair tail of %s: %w", path, err)
+	}
+	o.Logger.Warn("segment: cut torn tail of log", "dir", dir, "file", name,
+		"offset", sc.end, "bytes_cut", len(data)-sc.end, "reason", sc.badErr.Error())
+	return nil
 }
 
 // LastID returns the NextID of the log in dir as stored on disk, without the
