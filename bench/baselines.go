@@ -58,19 +58,7 @@ func runStreamWriter(cfg StreamConfig) (ProducerResult, error) {
 		}
 		slot := i % w
 		buf := arena[slot*size : (slot+1)*size]
-		if size >= headerSize {
-			var ts int64
-			if cfg.PaceNS > 0 {
-				if i >= cfg.Warm {
-					next += cfg.PaceNS
-					paceUntil(next)
-				}
-				ts = mono()
-			} else if i == cfg.Warm {
-				ts = res.Start
-			}
-			putHeader(buf, uint64(i), ts)
-		}
+		stamp(buf, i, cfg.Warm, cfg.PaceNS, res.Start, &next)
 		bw.Write(hdr[:])
 		if _, err := bw.Write(buf); err != nil {
 			return res, err

@@ -24,6 +24,27 @@ import (
 // much as the push); in paced latency runs every event is.
 const headerSize = 16
 
+// stamp writes the header of event i into buf (when it has room): its
+// sequence number and a send time. In a paced (latency) run it first waits
+// for the event's slot, and every event carries its time; in a flat-out run
+// only the first timed event does, to keep the clock off the fast path.
+func stamp(buf []byte, i, warm int, paceNS, start int64, next *int64) {
+	if len(buf) < headerSize {
+		return
+	}
+	var ts int64
+	if paceNS > 0 {
+		if i >= warm {
+			*next += paceNS
+			paceUntil(*next)
+		}
+		ts = mono()
+	} else if i == warm {
+		ts = start
+	}
+	putHeader(buf, uint64(i), ts)
+}
+
 func putHeader(b []byte, seq uint64, ts int64) {
 	binary.LittleEndian.PutUint64(b[0:8], seq)
 	binary.LittleEndian.PutUint64(b[8:16], uint64(ts))
@@ -199,19 +220,7 @@ func runProducer(cfg ProducerConfig) (res ProducerResult, err error) {
 			}
 		}
 		buf := arena[slot*size : (slot+1)*size]
-		if size >= headerSize {
-			var ts int64
-			if cfg.PaceNS > 0 {
-				if i >= cfg.Warm {
-					next += cfg.PaceNS
-					paceUntil(next)
-				}
-				ts = mono()
-			} else if i == cfg.Warm {
-				ts = res.Start
-			}
-			putHeader(buf, uint64(i), ts)
-		}
+		stamp(buf, i, cfg.Warm, cfg.PaceNS, res.Start, &next)
 		if cfg.Claim {
 			c, err := prod.Claim(md, size)
 			if err != nil {
