@@ -751,3 +751,49 @@ func TestCloseEndsAPullWithoutTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestTopicModeReachesEveryFile: a topic created with mode 0660 gets rings,
+// log segments and stored positions a group can use; the default keeps
+// them all private.
+func TestTopicModeReachesEveryFile(t *testing.T) {
+	for _, tc := range []struct{ mode, want string }{{"0660", "-rw-rw----"}, {"", "-rw-------"}} {
+		d, opts := newDriver(t)
+		o := `{"ring_size":"64KiB","durability":"sync"}`
+		if tc.mode != "" {
+			o = fmt.Sprintf(`{"ring_size":"64KiB","durability":"sync","mode":%q}`, tc.mode)
+		}
+		th := createTopic(t, d, "shared", o)
+		p, _ := th.Producer("p")
+		if _, err := p.Push(diaspora.MustMetadata(`{}`), nil).Wait(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		c, _ := th.Consumer("c")
+		ev, err := c.Pull().Wait(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ev.Acknowledge(); err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]string
+		opts.Decode(&m)
+		part := filepath.Join(m["root_path"], "topics", "shared", "partitions", "0")
+		files, _ := filepath.Glob(filepath.Join(m["shm_path"], "dshm.*"))
+		segs, _ := filepath.Glob(filepath.Join(part, "0*"))
+		files = append(append(files, segs...), filepath.Join(part, "positions", "c"),
+			filepath.Join(m["root_path"], "topics", "shared", "topic.json"))
+		if len(files) < 3 {
+			t.Fatalf("found only %v", files)
+		}
+		for _, f := range files {
+			st, err := os.Stat(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := st.Mode().Perm().String(); got != tc.want {
+				t.Errorf("mode %q: %s has %s, want %s", tc.mode, f, got, tc.want)
+			}
+		}
+		d.Close()
+	}
+}

@@ -57,7 +57,7 @@ func (l *idLease) cover(id uint64) {
 
 // extend stores a lease past id, under an flock shared by all processes.
 func (l *idLease) extend(id uint64) error {
-	lock, err := os.OpenFile(filepath.Join(l.dir, idLeaseLock), os.O_RDWR|os.O_CREATE, l.mode)
+	lock, err := os.OpenFile(filepath.Join(l.dir, idLeaseLock), os.O_RDONLY|os.O_CREATE, l.mode) // flock needs no write access
 	if err != nil {
 		return fmt.Errorf("ID lease: %w", err)
 	}

@@ -98,9 +98,11 @@ func (p *partition) openRing() (*ring.Ring, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(d.opts.ShmPath, ringInfoName(name)), info, p.topic.opts.Mode); err != nil {
+	infoPath := filepath.Join(d.opts.ShmPath, ringInfoName(name))
+	if err := os.WriteFile(infoPath, info, p.topic.opts.Mode); err != nil {
 		return nil, fmt.Errorf("shm driver: %s: write ring info: %w", p, err)
 	}
+	os.Chmod(infoPath, p.topic.opts.Mode) // the umask trimmed it
 	// Build the ring under a temporary name and link it into place, so that
 	// no process ever maps a ring whose header is half written, and of two
 	// processes creating it at once one wins and the other maps the winner's.

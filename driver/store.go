@@ -185,6 +185,10 @@ func writeFileSync(path string, data []byte, mode os.FileMode) error {
 	if err != nil {
 		return err
 	}
+	if err := f.Chmod(mode); err != nil { // exactly mode, whatever the umask
+		f.Close()
+		return err
+	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return err

@@ -1,8 +1,10 @@
 package segment
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -154,4 +156,28 @@ func readFirstFrame(path string) (frameHeader, bool, error) {
 	}
 	h, derr := decodeFrame(buf)
 	return h, derr == nil, nil
+}
+
+// modesOf derives the modes of what the package creates inside dir from
+// dir's own mode, so that a log directory shared with a group (0770) gets
+// positions and lock files the group can use, and a private one (0700)
+// private ones. A missing dir gives 0700 and 0600.
+func modesOf(dir string) (dirMode, fileMode os.FileMode) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return 0o700, 0o600
+	}
+	dirMode = st.Mode().Perm() | 0o700
+	return dirMode, dirMode &^ 0o111
+}
+
+// mkdirAs makes dir (if missing) with exactly mode, whatever the umask.
+func mkdirAs(dir string, mode os.FileMode) error {
+	if err := os.Mkdir(dir, mode); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil
+		}
+		return err
+	}
+	return os.Chmod(dir, mode)
 }

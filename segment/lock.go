@@ -22,13 +22,16 @@ type Lock struct {
 
 // TryLock takes the writer lock of dir without blocking. It returns ErrLocked
 // if another process, or another Lock in this process, holds it. dir is
-// created (0700) if missing.
+// created (0700) if missing; the lock file takes dir's mode.
 func TryLock(dir string) (*Lock, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	path := filepath.Join(dir, LockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	_, fileMode := modesOf(dir)
+	// flock needs no write access: read-only, another user of a shared
+	// directory can take the lock of a file it did not create.
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, fileMode)
 	if err != nil {
 		return nil, err
 	}

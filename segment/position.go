@@ -79,14 +79,15 @@ func storePosition(dir, consumer string, next uint64, fsync bool) error {
 	}
 	pdir := filepath.Join(dir, positionsDir)
 	tdir := filepath.Join(dir, positionsTmpDir)
+	dirMode, fileMode := modesOf(dir)
 	for _, d := range []string{pdir, tdir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+		if err := mkdirAs(d, dirMode); err != nil {
 			return err
 		}
 	}
 	storeMu.Lock()
 	defer storeMu.Unlock()
-	if err := writeFileReplace(tdir, filepath.Join(pdir, consumer), encodePosition(next), 0o600, fsync); err != nil {
+	if err := writeFileReplace(tdir, filepath.Join(pdir, consumer), encodePosition(next), fileMode, fsync); err != nil {
 		return fmt.Errorf("segment: store position %q in %s: %w", consumer, dir, err)
 	}
 	return nil

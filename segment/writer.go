@@ -45,8 +45,9 @@ type Writer struct {
 	empty     bool
 	tailStart uint64 // wal index naming the tail segment file (mirrors tidwall/wal's cycling)
 	tailSize  int64
-	dirty     bool // frames written since the last fsync
-	dirDirty  bool // a segment file appeared since the last directory fsync
+	dirty     bool   // frames written since the last fsync
+	dirDirty  bool   // a segment file appeared since the last directory fsync
+	permTail  uint64 // the tail whose file got o.Perm, or ^0 (the umask trims wal's modes)
 	buf       []byte
 
 	stop chan struct{}
@@ -126,7 +127,8 @@ func OpenWriter(dir string, o Options) (*Writer, error) {
 	}
 
 	w := &Writer{dir: dir, o: o, log: log, onSync: testSyncHook, now: testNow,
-		tailStart: tail.start, tailSize: int64(len(data)), dirDirty: true}
+		tailStart: tail.start, tailSize: int64(len(data)), dirDirty: true, permTail: ^uint64(0)}
+	w.fixTailPerm()
 	if w.now == nil {
 		w.now = time.Now
 	}
@@ -224,6 +226,7 @@ func (w *Writer) Append(evs []Event) error {
 		return w.failed
 	}
 	w.lastIndex = idx
+	w.fixTailPerm()
 	w.tailSize += int64(uvarintLen(uint64(len(buf))) + len(buf))
 	if w.tailSize >= int64(w.o.SegmentSize) {
 		w.tailStart, w.tailSize, w.dirDirty = idx+1, 0, true
@@ -242,6 +245,18 @@ func (w *Writer) Append(evs []Event) error {
 		}
 	}
 	return nil
+}
+
+// fixTailPerm gives the tail segment file exactly o.Perm once it exists:
+// tidwall/wal creates files through the umask, which would take a group's
+// write access from a shared topic.
+func (w *Writer) fixTailPerm() {
+	if w.permTail == w.tailStart {
+		return
+	}
+	if os.Chmod(filepath.Join(w.dir, segmentName(w.tailStart)), w.o.Perm) == nil {
+		w.permTail = w.tailStart
+	}
 }
 
 func (w *Writer) hook() {
