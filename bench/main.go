@@ -161,7 +161,7 @@ func pairCmd(args []string) error {
 	fs.IntVar(&opt.Long, "long", -1, "events of the consumer-memory run (default 10M; quick: 0, none)")
 	fs.IntVar(&opt.AckEvery, "ack-every", 4096, "consumers acknowledge every this many events")
 	fs.StringVar(&opt.RingSize, "ring-size", "64MiB", "ring size of the topics")
-	fs.StringVar(&opt.Out, "out", "", "directory of the JSON and PNG (default bench/results when run from the module root, else .)")
+	fs.StringVar(&opt.Out, "out", "", "directory of the JSON and PNG (default: $TMPDIR/diaspora-bench for --quick, else bench/results when run from the module root, else .)")
 	fs.StringVar(&opt.ProfileDir, "profile-dir", "", "CPU profiles of every producer and consumer process go here")
 	fs.StringVar(&opt.Only, "only", "", "run only the cases whose name matches this regexp")
 	fs.BoolVar(&opt.NoChart, "no-chart", false, "no PNG")
@@ -219,7 +219,11 @@ func pairMain(opt PairOptions, w *os.File) error {
 		printTable(w, rep)
 	}
 	out := opt.Out
-	if out == "" {
+	switch {
+	case out == "" && opt.Quick:
+		// The README's first command: leave the checkout as it is.
+		out = filepath.Join(os.TempDir(), "diaspora-bench")
+	case out == "":
 		out = defaultOut()
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
