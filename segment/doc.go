@@ -4,7 +4,7 @@
 // Each wal entry is one frame: a batch of events with strictly increasing
 // (possibly gapped) IDs, a per-event index and a CRC32C over the whole frame
 // (see FORMAT.md). A Writer appends a batch with one write and at most one
-// fsync, repairs a torn tail on open and refuses damage before the tail. A
+// fsync, repairs a torn tail on open and appends past a damaged frame. A
 // Reader in any process follows the segment files directly and never returns
 // bytes whose CRC failed: damage is a *CorruptionError naming file, offset and
 // event IDs. Writer election uses flock; consumer positions are stored with

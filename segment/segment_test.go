@@ -207,7 +207,8 @@ func TestBitFlipIsCorruptionNamingFileAndIDsAndSeekSkipsIt(t *testing.T) {
 				}
 			case err == nil && loc.file == tailFile && pos < loc.off+3:
 				// A longer length prefix in the tail segment looks like an
-				// entry still being written; the writer must refuse it.
+				// entry still being written; wal cannot step over it, so the
+				// writer must refuse it.
 				if _, werr := OpenWriter(dir, Options{SegmentSize: 3 << 10}); werr == nil {
 					t.Fatalf("flip %s@%d: OpenWriter accepted damage before the tail", loc.file, pos)
 				} else if _, ok := asCorruption(werr); !ok {
@@ -238,8 +239,20 @@ func TestBitFlipIsCorruptionNamingFileAndIDsAndSeekSkipsIt(t *testing.T) {
 				}
 			}
 			if ok && loc.file == tailFile {
-				if _, werr := OpenWriter(dir, Options{SegmentSize: 3 << 10}); werr == nil {
-					t.Fatalf("flip %s@%d: OpenWriter accepted damage before the tail", loc.file, pos)
+				// A damaged frame that whole frames follow is kept: the writer
+				// opens and would append after the last frame.
+				// A flip in the length prefix breaks wal's own framing; the
+				// writer must then refuse, with a CorruptionError.
+				w, werr := OpenWriter(dir, Options{SegmentSize: 3 << 10})
+				switch _, isCE := asCorruption(werr); {
+				case werr != nil && pos < loc.off+3 && isCE:
+				case werr != nil:
+					t.Fatalf("flip %s@%d: OpenWriter refused a damaged frame that whole frames follow: %v", loc.file, pos, werr)
+				default:
+					if next := w.NextID(); next != evs[len(evs)-1].ID+1 {
+						t.Fatalf("flip %s@%d: NextID %d, want %d (past the last frame)", loc.file, pos, next, evs[len(evs)-1].ID+1)
+					}
+					w.Close()
 				}
 			}
 			flipBit(t, path, pos, bit)
@@ -544,5 +557,38 @@ func TestRepairLeaksNoFile(t *testing.T) {
 	}
 	if after := fds(); after > before {
 		t.Fatalf("%d file descriptors open after 20 repairs, %d before", after, before)
+	}
+}
+
+// TestAppendAfterKeptDamage: a flipped bit in a middle frame of the tail
+// segment does not stop the log: the writer appends after the last frame,
+// and a reader reports the damaged frame, then reads everything after it,
+// the new events included.
+func TestAppendAfterKeptDamage(t *testing.T) {
+	dir := t.TempDir()
+	evs := makeEvents(0, 40, 1, 64)
+	writeLog(t, dir, Options{}, evs, 4)
+	locs := frameLocs(t, dir)
+	mid := locs[len(locs)/2]
+	flipBit(t, filepath.Join(dir, mid.file), (mid.off+mid.end)/2, 3)
+	w, err := OpenWriter(dir, Options{})
+	if err != nil {
+		t.Fatalf("OpenWriter with a damaged middle frame: %v", err)
+	}
+	if err := w.Append(makeEvents(40, 5, 1, 64)); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	_, err = readAllErr(dir)
+	ce, ok := asCorruption(err)
+	if !ok || ce.FirstID > mid.first || ce.LastID < mid.last {
+		t.Fatalf("reading past the damage: got %v, want a CorruptionError covering %d..%d", err, mid.first, mid.last)
+	}
+	rest, err := readAllErr2(dir, ce.LastID+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rest) == 0 || rest[len(rest)-1].ID != 44 {
+		t.Fatalf("after the damage read %d events, the last %v; want up to the appended 44", len(rest), rest)
 	}
 }

@@ -83,7 +83,10 @@ func corruptAt(dir, file string, off int, before frameHeader, haveBefore bool, a
 
 // OpenWriter opens (or creates) the log in dir for appending. A torn tail
 // (an incomplete last entry or a last frame whose CRC fails) is cut back to
-// the last whole frame and logged; damage followed by valid frames is a
+// the last whole frame and logged. A damaged frame that valid frames follow
+// is kept and logged: readers report it with where it is, and appends go on
+// after the last frame, so one flipped bit does not stop a topic. Damage
+// that tidwall/wal itself cannot step over (a broken length prefix) is a
 // *CorruptionError. The caller should hold the directory's Lock.
 func OpenWriter(dir string, o Options) (*Writer, error) {
 	o, err := o.withDefaults()
@@ -104,6 +107,17 @@ func OpenWriter(dir string, o Options) (*Writer, error) {
 	}
 	log, err := wal.Open(dir, walOptions(o))
 	if err != nil {
+		if errors.Is(err, wal.ErrCorrupt) {
+			if segs, lerr := listSegments(dir); lerr == nil && len(segs) > 0 {
+				name := segs[len(segs)-1].name
+				if data, rerr := os.ReadFile(filepath.Join(dir, name)); rerr == nil {
+					if sc := scanSegment(data, nil); sc.bad >= 0 {
+						_, h, after := findValidFrame(data, sc.bad+1)
+						return nil, corruptAt(dir, name, sc.bad, sc.last, sc.frames > 0, h, after, err)
+					}
+				}
+			}
+		}
 		return nil, fmt.Errorf("segment: open %s: %w", dir, err)
 	}
 	segs, err := listSegments(dir)
@@ -121,9 +135,12 @@ func OpenWriter(dir string, o Options) (*Writer, error) {
 		return nil, err
 	}
 	sc := scanSegment(data, nil)
-	if sc.bad >= 0 { // changed between the repair and wal.Open
-		log.Close()
-		return nil, corruptAt(dir, tail.name, sc.bad, sc.last, sc.frames > 0, frameHeader{}, false, sc.badErr)
+	if sc.bad >= 0 {
+		// A damaged frame kept by repairTail: the next ID is past the
+		// highest whole frame.
+		if h, ok := highestFrame(data, sc); ok {
+			sc.last, sc.frames = h, max(sc.frames, 1)
+		}
 	}
 
 	w := &Writer{dir: dir, o: o, log: log, onSync: testSyncHook, now: testNow,
@@ -399,6 +416,26 @@ func (w *Writer) Close() error {
 	return err
 }
 
+// highestFrame returns the frame with the highest IDs of a segment: the
+// last before any damage, or one of the valid frames after it.
+func highestFrame(data []byte, sc segScan) (frameHeader, bool) {
+	best, found := sc.last, sc.frames > 0
+	if sc.bad < 0 {
+		return best, found
+	}
+	for from := sc.bad + 1; from < len(data); {
+		off, h, ok := findValidFrame(data, from)
+		if !ok {
+			break
+		}
+		if !found || h.lastID > best.lastID {
+			best, found = h, true
+		}
+		from = off + 1
+	}
+	return best, found
+}
+
 // repairTail cuts the segment file name back to its last whole valid frame
 // (a torn tail: nothing valid follows the damage) and logs it. Damage that a
 // valid frame follows is a *CorruptionError: not a torn write.
@@ -413,7 +450,9 @@ func repairTail(dir, name string, o Options) error {
 		return nil
 	}
 	if _, h, ok := findValidFrame(data, sc.bad+1); ok {
-		return corruptAt(dir, name, sc.bad, sc.last, sc.frames > 0, h, true, sc.badErr)
+		o.Logger.Warn("segment: damaged frame kept in the tail segment; readers report it, appends go on after the last frame",
+			"error", corruptAt(dir, name, sc.bad, sc.last, sc.frames > 0, h, true, sc.badErr).Error())
+		return nil
 	}
 	if err := writeFileAtomic(dir, path, data[:sc.end], o.Perm); err != nil {
 		return fmt.Errorf("segment: repair tail of %s: %w", path, err)
@@ -443,25 +482,11 @@ func LastID(dir string) (next uint64, ok bool, err error) {
 		if err != nil {
 			return 0, false, err
 		}
-		sc := scanSegment(data, nil)
-		next, found := sc.last.lastID+1, sc.frames > 0
-		if sc.bad >= 0 {
-			// Damage is for readers to report, with where it is; the next ID
-			// only has to be past every whole frame, so that a damaged log
-			// never stops a ring from being rebuilt nor makes an ID repeat.
-			for from := sc.bad + 1; from < len(data); {
-				off, h, ok := findValidFrame(data, from)
-				if !ok {
-					break
-				}
-				if !found || h.lastID+1 > next {
-					next, found = h.lastID+1, true
-				}
-				from = off + 1
-			}
-		}
-		if found {
-			return next, true, nil
+		// Damage is for readers to report, with where it is; the next ID
+		// only has to be past every whole frame, so that a damaged log
+		// never stops a ring from being rebuilt nor makes an ID repeat.
+		if h, ok := highestFrame(data, scanSegment(data, nil)); ok {
+			return h.lastID + 1, true, nil
 		}
 	}
 	return 0, false, nil
