@@ -123,7 +123,6 @@ type argSet struct {
 	allocator  DataAllocator
 	targets    Targets
 	options    Metadata
-	seen       map[string]bool
 }
 
 // parseArgs applies args over the defaults. allowed lists the kinds that apply,

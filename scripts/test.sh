@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The test command: vet, then every package's tests under the race detector.
+# The test command: vet and staticcheck, then every package's tests under
+# the race detector.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 go vet ./...
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 go test -race -count=1 -timeout 20m ./...

@@ -277,7 +277,7 @@ func (r *Reader) nextSeg() (segFile, bool, error) {
 // segment once one exists and the current file has no more entries; a
 // partial entry is "not yet written" while the file is the tail, and damage
 // once a later segment proves the file sealed.
-func (r *Reader) advance(st entryStatus) (bool, error) {
+func (r *Reader) advance(entryStatus) (bool, error) {
 	if r.replaced() {
 		return true, r.reposition()
 	}
@@ -289,7 +289,7 @@ func (r *Reader) advance(st entryStatus) (bool, error) {
 	// (tidwall/wal finishes the write before creating the next file): read
 	// again to tell a sealed end from an entry that was still being written.
 	r.win = r.win[:0]
-	_, _, st, err = r.readEntry()
+	_, _, st, err := r.readEntry()
 	if err != nil {
 		return false, err
 	}

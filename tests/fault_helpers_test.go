@@ -3,7 +3,6 @@ package tests
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"hash/fnv"
@@ -286,6 +285,5 @@ func tail(s string, n int) string {
 }
 
 // errorsIs is errors.Is, shortened for tables.
-func errorsIs(err, target error) bool { return errors.Is(err, target) }
 
 func crcOf(b []byte) uint32 { return crc32.ChecksumIEEE(b) }

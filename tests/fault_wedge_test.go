@@ -56,9 +56,9 @@ func TestFaultCaughtUpConsumerDoesNotWedgeFullRing(t *testing.T) {
 					c, err = th.Consumer("late", diaspora.MustMetadata(`{"start":"latest"}`))
 				} else {
 					// A name that acknowledged the last event, reopened.
-					c0, err := th.Consumer("resumer")
-					if err != nil {
-						t.Fatal(err)
+					c0, err0 := th.Consumer("resumer")
+					if err0 != nil {
+						t.Fatal(err0)
 					}
 					for {
 						ev, err := c0.Pull().Wait(5 * time.Second)

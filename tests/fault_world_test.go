@@ -46,8 +46,8 @@ type world struct {
 	lostInReboot      map[evKey]bool
 	reusedAfterReboot int
 
-	pushesDone, pushesFailed, eventsChecked, errorsSeen, kills int
-	failSample                                                 []string
+	pushesDone, pushesFailed, eventsChecked, errorsSeen int
+	failSample                                          []string
 }
 
 // nameState is what the checker knows of one consumer name.
