@@ -90,3 +90,22 @@ func BenchmarkRawWAL(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkStorePosition compares a durable position update (tmp, fsync,
+// rename, fsync of the directory) with WritePosition (no fsync), the cost an
+// Acknowledge pays with ack_sync true or false.
+func BenchmarkStorePosition(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		store func(dir, consumer string, next uint64) error
+	}{{"fsync", StorePosition}, {"nofsync", WritePosition}} {
+		b.Run(bc.name, func(b *testing.B) {
+			dir := b.TempDir()
+			for i := 0; i < b.N; i++ {
+				if err := bc.store(dir, "c", uint64(i)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

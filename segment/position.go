@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Consumer positions live in dir/positions/<name>, one 16-byte file each
@@ -67,10 +68,32 @@ func StorePosition(dir, consumer string, next uint64) error {
 	return storePosition(dir, consumer, next, true)
 }
 
-// WritePosition is StorePosition without fsync: as atomic, and it survives
-// the crash of any process, but not of the operating system.
+// WritePosition records the position without fsync, in place: one 16-byte
+// write at offset 0 of the existing file (a new one is created as by
+// StorePosition). The kernel completes a write call whatever signal kills
+// its process, so the crash of any process leaves the old or the new value;
+// the crash of the operating system may lose it. A reader that races the
+// write and sees a torn record fails its CRC and reads again.
 func WritePosition(dir, consumer string, next uint64) error {
-	return storePosition(dir, consumer, next, false)
+	if err := validConsumerName(consumer); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, positionsDir, consumer)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return storePosition(dir, consumer, next, false)
+	}
+	if err != nil {
+		return fmt.Errorf("segment: write position %q in %s: %w", consumer, dir, err)
+	}
+	_, err = f.WriteAt(encodePosition(next), 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("segment: write position %q in %s: %w", consumer, dir, err)
+	}
+	return nil
 }
 
 func storePosition(dir, consumer string, next uint64, fsync bool) error {
@@ -100,14 +123,23 @@ func LoadPosition(dir, consumer string) (next uint64, ok bool, err error) {
 		return 0, false, err
 	}
 	path := filepath.Join(dir, positionsDir, consumer)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, false, nil
+	var v uint64
+	for try := 0; ; try++ {
+		var b []byte
+		b, err = os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, false, nil
+		}
+		if err != nil {
+			return 0, false, err
+		}
+		// A CRC failure may be a read racing WritePosition: read again
+		// before calling it damage.
+		if v, err = decodePosition(b); err == nil || !errors.Is(err, errBadCRC) || try == 2 {
+			break
+		}
+		time.Sleep(time.Millisecond)
 	}
-	if err != nil {
-		return 0, false, err
-	}
-	v, err := decodePosition(b)
 	if err != nil {
 		return 0, false, fmt.Errorf("segment: position file %s: %w", path, err)
 	}

@@ -112,13 +112,17 @@ func runChild(mode, dir string) int {
 			}
 			fmt.Printf("%d\n", w.NextID())
 		}
-	case "position-loop":
+	case "position-loop", "position-loop-nosync":
 		base, _, err := LoadPosition(dir, "c")
 		if err != nil {
 			return fail("%v", err)
 		}
+		store := StorePosition
+		if mode == "position-loop-nosync" {
+			store = WritePosition
+		}
 		for v := base + 1; ; v++ {
-			if err := StorePosition(dir, "c", v); err != nil {
+			if err := store(dir, "c", v); err != nil {
 				return fail("%v", err)
 			}
 			if v == base+1 {
@@ -225,11 +229,17 @@ func TestKilledWriterPassesLockAndLeavesLogIntact(t *testing.T) {
 }
 
 func TestKilledPositionUpdateLeavesOldOrNewValue(t *testing.T) {
+	for _, mode := range []string{"position-loop", "position-loop-nosync"} {
+		t.Run(mode, func(t *testing.T) { testKilledPositionUpdate(t, mode) })
+	}
+}
+
+func testKilledPositionUpdate(t *testing.T, mode string) {
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(5, 6))
 	var last uint64
 	for i := 0; i < 30; i++ {
-		cmd := child(t, "position-loop", dir)
+		cmd := child(t, mode, dir)
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
