@@ -27,21 +27,7 @@ func procAlive(p shm.Process) bool {
 	if p == shm.Self() {
 		return true
 	}
-	now := time.Now()
-	liveCache.mu.Lock()
-	e, ok := liveCache.procs[p]
-	liveCache.mu.Unlock()
-	if ok && now.Sub(e.at) < liveTTL {
-		return e.alive
-	}
-	a := p.Alive()
-	liveCache.mu.Lock()
-	if liveCache.procs == nil || len(liveCache.procs) > 4096 {
-		liveCache.procs = make(map[shm.Process]liveEntry)
-	}
-	liveCache.procs[p] = liveEntry{a, now}
-	liveCache.mu.Unlock()
-	return a
+	return cachedAlive(&liveCache.procs, p, p.Alive)
 }
 
 // pidAlive reports whether pid names a live process, cached for liveTTL.
@@ -49,19 +35,25 @@ func pidAlive(pid uint32) bool {
 	if pid == shm.Self().PID {
 		return true
 	}
+	return cachedAlive(&liveCache.pids, pid, func() bool { return shm.PIDAlive(pid) })
+}
+
+// cachedAlive looks k up in the cache m, asking alive when the entry is
+// missing or older than liveTTL; the cache is dropped when it grows large.
+func cachedAlive[K comparable](m *map[K]liveEntry, k K, alive func() bool) bool {
 	now := time.Now()
 	liveCache.mu.Lock()
-	e, ok := liveCache.pids[pid]
+	e, ok := (*m)[k]
 	liveCache.mu.Unlock()
 	if ok && now.Sub(e.at) < liveTTL {
 		return e.alive
 	}
-	a := shm.PIDAlive(pid)
+	a := alive()
 	liveCache.mu.Lock()
-	if liveCache.pids == nil || len(liveCache.pids) > 4096 {
-		liveCache.pids = make(map[uint32]liveEntry)
+	if *m == nil || len(*m) > 4096 {
+		*m = make(map[K]liveEntry)
 	}
-	liveCache.pids[pid] = liveEntry{a, now}
+	(*m)[k] = liveEntry{a, now}
 	liveCache.mu.Unlock()
 	return a
 }

@@ -151,24 +151,7 @@ func TestOpenCutsLastFrameWithBadCRC(t *testing.T) {
 	}
 }
 
-func readAllErr(dir string) ([]Event, error) {
-	r, err := OpenReader(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	var out []Event
-	for {
-		ev, err := r.Next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return out, err
-		}
-		out = append(out, copyEvent(ev))
-	}
-}
+func readAllErr(dir string) ([]Event, error) { return readAllErr2(dir, 0) }
 
 func TestBitFlipIsCorruptionNamingFileAndIDsAndSeekSkipsIt(t *testing.T) {
 	dir := t.TempDir()

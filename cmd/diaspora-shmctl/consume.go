@@ -66,15 +66,11 @@ starts (earliest or latest).`,
 			if timeout < 0 {
 				return fmt.Errorf("--timeout must not be negative, got %s", timeout)
 			}
-			d, err := a.openDriver()
+			d, t, err := a.openTopic(args[0])
 			if err != nil {
 				return err
 			}
 			defer d.Close()
-			t, err := d.OpenTopic(args[0])
-			if err != nil {
-				return err
-			}
 			cargs := []diaspora.Arg{}
 			if cmd.Flags().Changed("from") {
 				opts, err := diaspora.MetadataOf(map[string]string{"start": from})

@@ -59,15 +59,11 @@ prints each event's partition and ID as it is stored.`,
 			if partition < -1 {
 				return fmt.Errorf("--partition must be a partition number >= 0, not %d", partition)
 			}
-			d, err := a.openDriver()
+			d, t, err := a.openTopic(args[0])
 			if err != nil {
 				return err
 			}
 			defer d.Close()
-			t, err := d.OpenTopic(args[0])
-			if err != nil {
-				return err
-			}
 			if partition >= len(t.Partitions()) {
 				return fmt.Errorf("--partition %d: topic %q has %d partitions", partition, args[0], len(t.Partitions()))
 			}

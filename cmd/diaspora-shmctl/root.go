@@ -166,6 +166,21 @@ func (a *app) openDriver() (diaspora.Driver, error) {
 	return diaspora.NewDriver(a.driverName, md)
 }
 
+// openTopic opens the driver and one of its topics; the caller closes the
+// driver.
+func (a *app) openTopic(name string) (diaspora.Driver, diaspora.TopicHandle, error) {
+	d, err := a.openDriver()
+	if err != nil {
+		return d, diaspora.TopicHandle{}, err
+	}
+	t, err := d.OpenTopic(name)
+	if err != nil {
+		d.Close()
+		return diaspora.Driver{}, t, err
+	}
+	return d, t, nil
+}
+
 // openShm opens the shm driver itself, for what only it can do.
 func (a *app) openShm(what string) (*driver.Driver, error) {
 	if a.driverName != driver.Name {

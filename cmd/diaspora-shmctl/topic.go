@@ -270,13 +270,8 @@ partition then ends instead of waiting for more.`,
 		Example: `  diaspora-shmctl topic complete sim`,
 		Args:    exactArgs(1, "TOPIC"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := a.openDriver()
+			d, t, err := a.openTopic(args[0])
 			if err != nil {
-				return err
-			}
-			t, err := d.OpenTopic(args[0])
-			if err != nil {
-				d.Close()
 				return err
 			}
 			if err := t.MarkAsComplete(); err != nil {
