@@ -71,8 +71,11 @@ func ListRings(shmPath string) ([]RingFile, error) {
 func InspectRing(shmPath, name string) (f RingFile) {
 	f = RingFile{Name: name, Path: filepath.Join(shmPath, name)}
 	if text, err := os.ReadFile(filepath.Join(shmPath, ringInfoName(name))); err == nil {
+		// The sidecar sits in a shared directory: trust it only when it
+		// names a valid topic under an absolute root.
 		var info RingInfo
-		if json.Unmarshal(text, &info) == nil {
+		if json.Unmarshal(text, &info) == nil && validTopicName(info.Topic) == nil &&
+			filepath.IsAbs(info.Root) && info.Partition >= 0 && len(info.TopicID) == 16 {
 			f.Info = &info
 			cfg, _, err := readTopicConfig(info.Root, info.Topic)
 			f.RootGone = err != nil || cfg.ID != info.TopicID

@@ -539,6 +539,12 @@ func (f *pushFuture) complete(id diaspora.EventID, end uint64, err error) {
 }
 
 func (f *pushFuture) Completed() (done bool) {
+	if !f.done.Load() {
+		return false
+	}
+	if f.err != nil || !f.prod.sync {
+		return true
+	}
 	defer debug.SetPanicOnFault(armFaults())
 	defer func() {
 		if r := recover(); r != nil {
@@ -546,12 +552,6 @@ func (f *pushFuture) Completed() (done bool) {
 			done = true // a fault: Wait reports it
 		}
 	}()
-	if !f.done.Load() {
-		return false
-	}
-	if f.err != nil || !f.prod.sync {
-		return true
-	}
 	pp := f.part.Load()
 	if pp.part.closed.Load() {
 		return true // Wait reports it

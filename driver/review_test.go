@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/diaspora-shm/diaspora"
+	"github.com/diaspora-shm/diaspora/driver"
 )
 
 // A fixed batch size on a thread pool: Wait called before the pool ran the
@@ -238,4 +240,23 @@ func TestSyncFutureAfterDriverCloseIsErrClosed(t *testing.T) {
 		t.Fatalf("a sync future waited after Driver.Close: got %v, want its ID or ErrClosed", err)
 	}
 	g.Completed()
+}
+
+// TestRingSidecarIsCheckedBeforeUse: a sidecar in the shared shm directory
+// that names a bad topic or a relative root is not believed.
+func TestRingSidecarIsCheckedBeforeUse(t *testing.T) {
+	shmDir := t.TempDir()
+	name := "dshm.000000000000.0000000000000000.0"
+	for _, info := range []string{
+		`{"root":"/tmp","topic":"../../etc","topic_id":"0000000000000000","partition":0}`,
+		`{"root":"relative","topic":"t","topic_id":"0000000000000000","partition":0}`,
+		`{"root":"/tmp","topic":"t","topic_id":"short","partition":0}`,
+	} {
+		if err := os.WriteFile(filepath.Join(shmDir, name+".json"), []byte(info), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if f := driver.InspectRing(shmDir, name); f.Info != nil {
+			t.Errorf("sidecar %s was believed: %+v", info, *f.Info)
+		}
+	}
 }
