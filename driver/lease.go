@@ -25,6 +25,7 @@ const (
 	idLeaseFile  = "ID_LEASE"
 	idLeaseLock  = "ID_LEASE.lock"
 	idLeaseBlock = 1 << 20
+	maxLease     = 1 << 62
 )
 
 type idLease struct {
@@ -93,6 +94,10 @@ func readIDLease(dir string) (uint64, error) {
 	v, err := strconv.ParseUint(strings.TrimSpace(string(text)), 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("ID lease: %s holds %q, not a number: %w", path, text, err)
+	}
+	// A ring's IDs must stay clear of NoMoreEvents and of overflow.
+	if v >= maxLease {
+		return 0, fmt.Errorf("ID lease: %s holds %d, more than any ID this log can have reached (%d)", path, v, uint64(maxLease))
 	}
 	return v, nil
 }

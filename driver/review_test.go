@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -258,5 +259,32 @@ func TestRingSidecarIsCheckedBeforeUse(t *testing.T) {
 		if f := driver.InspectRing(shmDir, name); f.Info != nil {
 			t.Errorf("sidecar %s was believed: %+v", info, *f.Info)
 		}
+	}
+}
+
+// TestImplausibleIDLeaseIsAnError: a lease file holding an ID near 2^64
+// (damage) is refused when a ring is rebuilt, naming the file, instead of
+// starting IDs where they would overflow.
+func TestImplausibleIDLeaseIsAnError(t *testing.T) {
+	d, opts := newDriver(t)
+	createTopic(t, d, "leased", `{"ring_size":"64KiB","durability":"async"}`)
+	d.Close()
+	var m map[string]string
+	opts.Decode(&m)
+	lease := filepath.Join(m["root_path"], "topics", "leased", "partitions", "0", "ID_LEASE")
+	if err := os.WriteFile(lease, []byte("18446744073709551000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rings, _ := filepath.Glob(filepath.Join(m["shm_path"], "dshm.*"))
+	for _, r := range rings {
+		os.Remove(r)
+	}
+	d2, err := diaspora.NewDriver("shm", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	if _, err := d2.OpenTopic("leased"); err == nil || !strings.Contains(err.Error(), "ID_LEASE") {
+		t.Fatalf("rebuilding a ring over a damaged ID lease: got %v, want an error naming ID_LEASE", err)
 	}
 }
