@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/diaspora-shm/diaspora/shm"
 )
 
 func benchRing(b *testing.B, capacity int) (*Ring, string, string) {
@@ -221,7 +223,7 @@ func BenchmarkStream1MCopy(b *testing.B)   { benchCopy(b, 1<<20) }
 // into pong, spinning, until end of stream.
 func rolePong() {
 	ping := openArg()
-	pong, err := Open(arg(0), arg(2))
+	pong, err := Open(arg(0), arg(2), shm.Trust{})
 	if err != nil {
 		die("open: %v", err)
 	}

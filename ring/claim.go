@@ -57,6 +57,14 @@ func (r *Ring) Claim(c *Claim, sizes []RecordSize, timeout time.Duration) error 
 	h := r.hdr
 	var w spaceWait
 	for {
+		// One read-mostly line holds both flags: written once, it stays
+		// in every reader's cache.
+		switch {
+		case load32(h, OffDeleted) != 0:
+			return r.deletedError()
+		case load32(h, OffComplete) != 0:
+			return fmt.Errorf("%w: no event may follow the end of the stream in %s", ErrComplete, r.path)
+		}
 		pos, id := atomicLoadPair(p64(h, OffTailPos))
 		if pos%RecordAlign != 0 || pos >= MaxPos {
 			return &CorruptError{Path: r.path, Pos: OffTailPos, Field: "tailPos", Value: pos, Why: "not 16-aligned or past 2^62"}
@@ -190,6 +198,9 @@ func (r *Ring) waitSpace(w *spaceWait, end uint64, timeout time.Duration) error 
 	if r.closed.Load() {
 		return ErrClosed
 	}
+	if r.Deleted() {
+		return r.deletedError()
+	}
 	// Dekker with Release/SetArchived: we publish spaceWaiters then re-read
 	// the release positions; they store a release position then read
 	// spaceWaiters. All seq-cst, so one of us sees the other.
@@ -295,7 +306,8 @@ func (c *Claim) End() uint64 { return c.end }
 
 // Commit publishes every record of the claim at once. It fails with
 // ErrAbandoned if a reader gave up on the claim (it took longer than the
-// abandon timeout); the records are then lost.
+// abandon timeout); the records are then lost, and Commit has written
+// nothing: the space may already hold other records.
 func (c *Claim) Commit() error {
 	if c.r == nil || c.done {
 		return fmt.Errorf("ring: commit of a claim that is not open")
@@ -305,6 +317,15 @@ func (c *Claim) Commit() error {
 	le := binary.LittleEndian
 	pid := r.self.PID
 	pos := c.pos
+	L := c.end - pos
+	off0 := c.recs[0].off
+	// Take the claim back from the readers first: from COMMITTING on no
+	// reader abandons it, and if one already did, nothing below is written
+	// over space that is no longer ours.
+	if !cas16(d, off0, pos|StateClaimed, L|uint64(pid)<<32, pos|StateCommitting, L|uint64(pid)<<32) {
+		return fmt.Errorf("%w: commit at position %d in %s: a reader gave the claim up after the abandon timeout %v, and the space may hold other events now; nothing was written",
+			ErrAbandoned, pos, r.path, time.Duration(r.abandon.Load()))
+	}
 	for i := range c.recs {
 		rc := &c.recs[i]
 		recLen := uint64(RecHeaderSize + rc.meta + rc.data)
@@ -319,11 +340,11 @@ func (c *Claim) Commit() error {
 			storePlain64(d, rc.off+RecOffWord0, (pos+uint64(rc.off-c.recs[0].off))|StateCommitted)
 		}
 	}
-	L := c.end - pos
-	off0 := c.recs[0].off
 	recLen0 := uint64(RecHeaderSize + c.recs[0].meta + c.recs[0].data)
-	if !cas16(d, off0, pos|StateClaimed, L|uint64(pid)<<32, pos|StateCommitted, L|recLen0<<32) {
-		return fmt.Errorf("%w: commit at position %d in %s", ErrAbandoned, pos, r.path)
+	if !cas16(d, off0, pos|StateCommitting, L|uint64(pid)<<32, pos|StateCommitted, L|recLen0<<32) {
+		// Only a process that thought us dead (or a hostile one) changes a
+		// COMMITTING header.
+		return fmt.Errorf("%w: commit at position %d in %s: the header changed during the commit", ErrAbandoned, pos, r.path)
 	}
 	r.wakeData()
 	return nil

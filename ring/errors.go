@@ -16,6 +16,8 @@ var (
 	ErrTooLarge    = errors.New("ring: record too large")
 	ErrNoSlot      = errors.New("ring: no free reader slot")
 	ErrTooOld      = errors.New("ring: position or ID no longer in the ring")
+	ErrComplete    = errors.New("ring: marked as complete")
+	ErrDeleted     = errors.New("ring: its topic was deleted")
 
 	errArch = errors.New("ring: unsupported architecture (needs amd64 CMPXCHG16B)")
 )

@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/diaspora-shm/diaspora/shm"
 )
 
 // exercise uses an opened ring the way a reader and a producer would; it
@@ -72,7 +74,7 @@ func FuzzOpenHeader(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, "f"), b, 0600); err != nil {
 			t.Fatal(err)
 		}
-		r, err := Open(dir, "f")
+		r, err := Open(dir, "f", shm.Trust{})
 		if err != nil {
 			return
 		}
@@ -104,7 +106,7 @@ func FuzzReadRecords(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, "f"), b, 0600); err != nil {
 			t.Fatal(err)
 		}
-		r, err := Open(dir, "f")
+		r, err := Open(dir, "f", shm.Trust{})
 		if err != nil {
 			t.Fatalf("valid header refused: %v", err)
 		}

@@ -4,7 +4,7 @@ package ring
 // the same name.
 const (
 	Magic   = "DSPRING\x00"
-	Version = 1
+	Version = 2
 
 	LineSize      = 64   // fields written by different parties sit on separate lines
 	PageSize      = 4096 // header regions are rounded up to this
@@ -54,9 +54,10 @@ const (
 	OffComplete      = 384 // uint32, 1 = no more records
 	OffArchiverPID   = 388 // uint32
 	OffArchiverStart = 392 // uint64
+	OffDeleted       = 400 // uint32, 1 = the topic was deleted: no more claims or reads
 
 	// reader slots start at HeaderBase; offsets inside a slot
-	SlotOffState        = 0  // uint32: SlotFree, SlotClaiming, SlotActive
+	SlotOffState        = 0  // uint32: SlotFree, SlotClaiming, SlotActive, SlotProducer
 	SlotOffPID          = 4  // uint32
 	SlotOffStart        = 8  // uint64, process start time
 	SlotOffReadPos      = 16 // uint64, informational
@@ -81,6 +82,7 @@ const (
 	SlotFree     = 0
 	SlotClaiming = 1
 	SlotActive   = 2
+	SlotProducer = 3 // a live producer's presence: pins no space
 )
 
 // Record states (low 4 bits of word0).
@@ -88,7 +90,13 @@ const (
 	StateClaimed   = 1
 	StateCommitted = 2
 	StatePadding   = 3
-	stateMask      = 15
+	// StateCommitting is record 0 of a claim whose commit has begun: the
+	// producer won it from CLAIMED by CAS before writing a byte of the
+	// headers, so a claim that a reader abandoned (turned into padding) can
+	// no longer be written over. Readers wait for it; only a dead producer's
+	// is turned into padding, never one that merely takes long.
+	StateCommitting = 4
+	stateMask       = 15
 )
 
 // headerSizeFor returns the header region size for n reader slots.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diaspora-shm/diaspora/shm"
 	"go.uber.org/goleak"
 )
 
@@ -29,7 +30,7 @@ var roles = map[string]func(){
 }
 
 func openArg() *Ring {
-	r, err := Open(arg(0), arg(1))
+	r, err := Open(arg(0), arg(1), shm.Trust{})
 	if err != nil {
 		die("open: %v", err)
 	}

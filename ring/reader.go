@@ -54,28 +54,11 @@ func (r *Ring) Attach(name string) (*Reader, error) {
 		return nil, ErrClosed
 	}
 	h := r.hdr
-	slot := -1
-	for try := 0; try < 2 && slot < 0; try++ {
-		for i := 0; i < r.slots; i++ {
-			if cas32(h, r.slotOff(i)+SlotOffState, SlotFree, SlotClaiming) {
-				slot = i
-				break
-			}
-		}
-		if slot < 0 && r.ReclaimDead() == 0 {
-			break
-		}
-	}
-	if slot < 0 {
-		return nil, fmt.Errorf("%w: all %d slots of %s are held by live readers", ErrNoSlot, r.slots, r.path)
+	slot, err := r.takeSlot(name)
+	if err != nil {
+		return nil, err
 	}
 	so := r.slotOff(slot)
-	store32(h, so+SlotOffPID, r.self.PID)
-	store64(h, so+SlotOffStart, r.self.Start)
-	store64(h, so+SlotOffAttachedNano, uint64(time.Now().UnixNano()))
-	nb := h[so+SlotOffName : so+SlotOffName+SlotNameLen]
-	clear(nb)
-	copy(nb[:SlotNameLen-1], name)
 	hc, _ := load16(h, OffHeadCache)
 	store64(h, so+SlotOffReadPos, hc)
 	store64(h, so+SlotOffReleasePos, hc)
@@ -95,6 +78,73 @@ func (r *Ring) Attach(name string) (*Reader, error) {
 		}
 	}
 	return &Reader{r: r, slot: slot, so: so, pos: hc, rel: hc, spin: DefaultSpin}, nil
+}
+
+// takeSlot claims a free slot (reclaiming dead ones when none is free) and
+// writes our identity and name into it; the slot is left SlotClaiming.
+func (r *Ring) takeSlot(name string) (int, error) {
+	h := r.hdr
+	slot := -1
+	for try := 0; try < 2 && slot < 0; try++ {
+		for i := 0; i < r.slots; i++ {
+			if cas32(h, r.slotOff(i)+SlotOffState, SlotFree, SlotClaiming) {
+				slot = i
+				break
+			}
+		}
+		if slot < 0 && r.ReclaimDead() == 0 {
+			break
+		}
+	}
+	if slot < 0 {
+		return -1, fmt.Errorf("%w: all %d slots of %s are held by live readers and producers", ErrNoSlot, r.slots, r.path)
+	}
+	so := r.slotOff(slot)
+	store32(h, so+SlotOffPID, r.self.PID)
+	store64(h, so+SlotOffStart, r.self.Start)
+	store64(h, so+SlotOffAttachedNano, uint64(time.Now().UnixNano()))
+	store64(h, so+SlotOffReadPos, 0)
+	store64(h, so+SlotOffReleasePos, 0)
+	nb := h[so+SlotOffName : so+SlotOffName+SlotNameLen]
+	clear(nb)
+	copy(nb[:SlotNameLen-1], name)
+	return slot, nil
+}
+
+// ProducerSlot is a producer process's presence in a ring: it pins no
+// space, but tools see a live producer (and refuse to delete its topic
+// under it); a dead process's slot is reclaimed like a reader's.
+type ProducerSlot struct {
+	r      *Ring
+	so     int
+	closed bool
+}
+
+// AttachProducer takes a slot that says a producer named name of this
+// process uses the ring.
+func (r *Ring) AttachProducer(name string) (*ProducerSlot, error) {
+	if r.closed.Load() {
+		return nil, ErrClosed
+	}
+	slot, err := r.takeSlot(name)
+	if err != nil {
+		return nil, err
+	}
+	so := r.slotOff(slot)
+	store32(r.hdr, so+SlotOffState, SlotProducer)
+	return &ProducerSlot{r: r, so: so}, nil
+}
+
+// Close frees the producer's slot. Idempotent.
+func (ps *ProducerSlot) Close() error {
+	if ps.closed {
+		return nil
+	}
+	ps.closed = true
+	if !ps.r.closed.Load() && ps.r.slotProc(ps.so) == ps.r.self {
+		cas32(ps.r.hdr, ps.so+SlotOffState, SlotProducer, SlotFree)
+	}
+	return nil
 }
 
 // NewCursor returns a reader without a slot starting at pos: it pins no
@@ -212,22 +262,25 @@ func (rd *Reader) step() (Entry, int, error) {
 				rd.pos = pos + cl
 				rd.stuck = false
 				continue
-			case StateClaimed:
+			case StateClaimed, StateCommitting:
 				cl := w1 & 0xffffffff
 				if cl < RecHeaderSize || cl > r.cap-off || cl%RecordAlign != 0 {
 					return Entry{}, 0, rd.corrupt(pos, "claimLen", cl, fmt.Sprintf("want a multiple of 16 in 32..%d", r.cap-off))
 				}
-				if rd.stuckClaimed(pos, w0, w1, cl) {
+				if rd.stuckClaimed(pos, w0, w1, cl, w0&stateMask == StateClaimed) {
 					continue
 				}
 				return Entry{}, stPending, nil
 			default:
-				return Entry{}, 0, rd.corrupt(pos, "record state", w0&stateMask, "want 1, 2 or 3")
+				return Entry{}, 0, rd.corrupt(pos, "record state", w0&stateMask, "want 1, 2, 3 or 4")
 			}
 		}
 		tail := load64(r.hdr, OffTailPos)
 		if pos >= tail {
 			rd.stuck = false
+			if load32(r.hdr, OffDeleted) != 0 {
+				return Entry{}, 0, r.deletedError()
+			}
 			if load32(r.hdr, OffComplete) != 0 {
 				// re-check: a record may have been committed just before
 				if load64(d, int(off)) != w0 {
@@ -257,13 +310,14 @@ func (rd *Reader) markStuck(pos uint64, now time.Time) time.Duration {
 	return now.Sub(rd.since)
 }
 
-// stuckClaimed handles a CLAIMED record at pos: it turns it into padding
-// when its producer is dead (after deadGrace) or after the abandon timeout.
-// It reports whether it did (or someone else changed the header).
-func (rd *Reader) stuckClaimed(pos, w0, w1, cl uint64) bool {
+// stuckClaimed handles a CLAIMED or COMMITTING record at pos: it turns it
+// into padding when its producer is dead (after deadGrace) or, for a claim
+// whose commit has not begun (mayAbandon), after the abandon timeout. It
+// reports whether it did (or someone else changed the header).
+func (rd *Reader) stuckClaimed(pos, w0, w1, cl uint64, mayAbandon bool) bool {
 	now := time.Now()
 	waited := rd.markStuck(pos, now)
-	give := waited >= time.Duration(rd.r.abandon.Load())
+	give := mayAbandon && waited >= time.Duration(rd.r.abandon.Load())
 	if !give && now.Sub(rd.lastChk) >= deadGrace {
 		rd.lastChk = now
 		if !pidAlive(uint32(w1 >> 32)) {

@@ -26,6 +26,7 @@ type Options struct {
 	FirstID     uint64      // ID of the first record
 	Durable     bool        // space is reused only behind ArchivedPos too
 	Perm        os.FileMode // default 0600
+	GID         int         // > 0: give the file this group (a topic shared with a group)
 }
 
 // Ring is one process's handle on a ring file. Its methods are safe for
@@ -64,7 +65,11 @@ func Create(dir, name string, o Options) (*Ring, error) {
 		return nil, fmt.Errorf("ring: create %s: %d reader slots, want 1..%d", name, o.ReaderSlots, MaxSlots)
 	}
 	hs := headerSizeFor(o.ReaderSlots)
-	m, err := shm.Create(dir, name, hs+o.Capacity, o.Perm)
+	gid := -1
+	if o.GID > 0 {
+		gid = o.GID
+	}
+	m, err := shm.Create(dir, name, hs+o.Capacity, o.Perm, gid)
 	if err != nil {
 		return nil, fmt.Errorf("ring: %w", err)
 	}
@@ -93,13 +98,15 @@ func Create(dir, name string, o Options) (*Ring, error) {
 	return r, nil
 }
 
-// Open maps an existing ring file and validates its header. Garbage gives an
-// error wrapping ErrCorrupt (or a version error), never a panic.
-func Open(dir, name string) (*Ring, error) {
+// Open maps an existing ring file that t trusts (its owner and mode; a
+// symbolic link is never followed) and validates its header. Garbage gives
+// an error wrapping ErrCorrupt (or a version error), never a panic; a file
+// t refuses an error wrapping os.ErrPermission.
+func Open(dir, name string, t shm.Trust) (*Ring, error) {
 	if !archSupported {
 		return nil, errArch
 	}
-	m, err := shm.Open(dir, name)
+	m, err := shm.Open(dir, name, t)
 	if err != nil {
 		return nil, fmt.Errorf("ring: %w", err)
 	}
@@ -152,16 +159,20 @@ func newRing(m *shm.Mapping) (*Ring, error) {
 		self: shm.Self(),
 	}
 	r.abandon.Store(int64(DefaultAbandonTimeout))
-	// Dynamic fields only grow; reading the others before the tail means a
-	// consistent ring always passes even while it is in use.
+	// Positions only grow, and on a live ring headCache <= tailPos <=
+	// headCache + capacity holds at every instant. Each bound is checked
+	// against loads taken in the order that keeps it true while producers
+	// and readers run: a value that must not exceed the tail is loaded
+	// before the tail, the head that the tail must not outrun by more than
+	// the capacity after it.
 	head := load64(b, OffHeadCache)
 	arch := load64(b, OffArchivedPos)
 	var maxSlot uint64
 	for i := 0; i < r.slots; i++ {
 		so := r.slotOff(i)
 		st := load32(b, so+SlotOffState)
-		if st > SlotActive {
-			return nil, bad(so+SlotOffState, fmt.Sprintf("slot %d state", i), uint64(st), "want 0, 1 or 2")
+		if st > SlotProducer {
+			return nil, bad(so+SlotOffState, fmt.Sprintf("slot %d state", i), uint64(st), "want 0, 1, 2 or 3")
 		}
 		if st == SlotActive {
 			rp := load64(b, so+SlotOffReleasePos)
@@ -171,8 +182,8 @@ func newRing(m *shm.Mapping) (*Ring, error) {
 			maxSlot = max(maxSlot, rp)
 		}
 	}
-	tail := load64(b, OffTailPos)
-	tid := load64(b, OffTailID)
+	tail, tid := load16(b, OffTailPos) // one atomic pair: IDs and positions of one instant
+	headAfter := load64(b, OffHeadCache)
 	switch {
 	case tail%RecordAlign != 0 || tail >= MaxPos:
 		return nil, bad(OffTailPos, "tailPos", tail, "not 16-aligned or past 2^62")
@@ -182,8 +193,8 @@ func newRing(m *shm.Mapping) (*Ring, error) {
 		return nil, bad(OffArchivedPos, "archivedPos", arch, "not 16-aligned")
 	case head > tail:
 		return nil, bad(OffHeadCache, "headCache", head, fmt.Sprintf("beyond tailPos %d", tail))
-	case tail-head > c:
-		return nil, bad(OffHeadCache, "headCache", head, fmt.Sprintf("more than capacity behind tailPos %d", tail))
+	case headAfter < head || (tail > headAfter && tail-headAfter > c):
+		return nil, bad(OffHeadCache, "headCache", headAfter, fmt.Sprintf("more than capacity behind tailPos %d (or moved backwards from %d)", tail, head))
 	case arch > tail:
 		return nil, bad(OffArchivedPos, "archivedPos", arch, fmt.Sprintf("beyond tailPos %d", tail))
 	case maxSlot > tail:
@@ -193,6 +204,9 @@ func newRing(m *shm.Mapping) (*Ring, error) {
 	}
 	if v := load32(b, OffComplete); v > 1 {
 		return nil, bad(OffComplete, "complete", uint64(v), "want 0 or 1")
+	}
+	if v := load32(b, OffDeleted); v > 1 {
+		return nil, bad(OffDeleted, "deleted", uint64(v), "want 0 or 1")
 	}
 	return r, nil
 }
@@ -211,6 +225,9 @@ func (r *Ring) Close() error {
 
 // Path returns the ring file's path.
 func (r *Ring) Path() string { return r.path }
+
+// Owner says who owned the ring file, and its mode, when it was mapped.
+func (r *Ring) Owner() shm.FileOwner { return r.m.Owner() }
 
 // Capacity returns the data region size in bytes.
 func (r *Ring) Capacity() int { return int(r.cap) }
@@ -264,6 +281,9 @@ func (r *Ring) WaitArchived(pos uint64, timeout time.Duration) error {
 		if r.closed.Load() {
 			return ErrClosed
 		}
+		if r.Deleted() {
+			return r.deletedError()
+		}
 		d := 100 * time.Millisecond
 		if timeout >= 0 {
 			rem := time.Until(deadline)
@@ -297,6 +317,27 @@ func (r *Ring) MarkComplete() {
 // Complete reports whether MarkComplete was called.
 func (r *Ring) Complete() bool { return load32(r.hdr, OffComplete) != 0 }
 
+// MarkDeleted records that the ring's topic was deleted (before its file
+// is removed), so that every process still using it gets ErrDeleted from
+// its next claim, read or wait rather than streaming into a file nobody
+// will open again; it wakes every sleeper.
+func (r *Ring) MarkDeleted() {
+	store32(r.hdr, OffDeleted, 1)
+	add32(r.hdr, OffDataSeq, 1)
+	shm.FutexWake(p32(r.hdr, OffDataSeq), -1)
+	add32(r.hdr, OffSpaceSeq, 1)
+	shm.FutexWake(p32(r.hdr, OffSpaceSeq), -1)
+	add32(r.hdr, OffArchivedSeq, 1)
+	shm.FutexWake(p32(r.hdr, OffArchivedSeq), -1)
+}
+
+// Deleted reports whether MarkDeleted was called.
+func (r *Ring) Deleted() bool { return load32(r.hdr, OffDeleted) != 0 }
+
+func (r *Ring) deletedError() error {
+	return fmt.Errorf("%w: %s", ErrDeleted, r.path)
+}
+
 // wakeData wakes sleeping readers if there are any. Called after a state
 // change readers wait for (commit, abort, padding). The caller's change was
 // made with a seq-cst CAS before this load of dataWaiters; a reader
@@ -318,9 +359,10 @@ func (r *Ring) wakeSpace() {
 	}
 }
 
-// SlotInfo describes one active reader slot.
+// SlotInfo describes one active reader slot, or a producer's slot.
 type SlotInfo struct {
 	Index               int
+	Producer            bool // a producer's presence; ReadPos and ReleasePos are 0
 	Name                string
 	Process             shm.Process
 	Alive               bool
@@ -333,7 +375,7 @@ type Stats struct {
 	Path                                             string
 	Version, Capacity                                int
 	FirstID, TailPos, TailID, HeadCache, ArchivedPos uint64
-	Durable, Complete                                bool
+	Durable, Complete, Deleted                       bool
 	Archiver                                         shm.Process
 	Slots                                            []SlotInfo
 }
@@ -344,17 +386,18 @@ func (r *Ring) Stats() Stats {
 	s := Stats{
 		Path: r.path, Version: Version, Capacity: int(r.cap), FirstID: r.firstID,
 		TailPos: tp, TailID: tid, HeadCache: load64(r.hdr, OffHeadCache),
-		ArchivedPos: r.ArchivedPos(), Durable: r.durable, Complete: r.Complete(),
+		ArchivedPos: r.ArchivedPos(), Durable: r.durable, Complete: r.Complete(), Deleted: r.Deleted(),
 		Archiver: shm.Process{PID: load32(r.hdr, OffArchiverPID), Start: load64(r.hdr, OffArchiverStart)},
 	}
 	for i := 0; i < r.slots; i++ {
 		so := r.slotOff(i)
-		if load32(r.hdr, so+SlotOffState) != SlotActive {
+		st := load32(r.hdr, so+SlotOffState)
+		if st != SlotActive && st != SlotProducer {
 			continue
 		}
 		p := r.slotProc(so)
 		s.Slots = append(s.Slots, SlotInfo{
-			Index: i, Name: r.slotName(so), Process: p, Alive: p.Alive(),
+			Index: i, Producer: st == SlotProducer, Name: r.slotName(so), Process: p, Alive: p.Alive(),
 			ReadPos: load64(r.hdr, so+SlotOffReadPos), ReleasePos: load64(r.hdr, so+SlotOffReleasePos),
 			Attached: time.Unix(0, int64(load64(r.hdr, so+SlotOffAttachedNano))),
 		})
@@ -374,14 +417,14 @@ func (r *Ring) slotName(so int) string {
 	return string(n)
 }
 
-// ReclaimDead frees the slots of readers whose process is gone and returns
-// how many it freed.
+// ReclaimDead frees the slots of readers and producers whose process is
+// gone and returns how many it freed.
 func (r *Ring) ReclaimDead() int {
 	n := 0
 	for i := 0; i < r.slots; i++ {
 		so := r.slotOff(i)
-		if load32(r.hdr, so+SlotOffState) == SlotActive && !r.slotProc(so).Alive() {
-			if cas32(r.hdr, so+SlotOffState, SlotActive, SlotFree) {
+		if st := load32(r.hdr, so+SlotOffState); (st == SlotActive || st == SlotProducer) && !r.slotProc(so).Alive() {
+			if cas32(r.hdr, so+SlotOffState, st, SlotFree) {
 				n++
 			}
 		}

@@ -548,21 +548,23 @@ func TestOpenRefusesGarbage(t *testing.T) {
 	good.Close()
 	orig, _ := os.ReadFile(filepath.Join(dir, "good"))
 	cases := map[string]func([]byte) []byte{
-		"not a ring":  func(b []byte) []byte { return []byte("hello, world, this is not a ring file at all") },
-		"empty":       func(b []byte) []byte { return nil },
-		"truncated":   func(b []byte) []byte { return b[:len(b)-4096] },
-		"version 2":   func(b []byte) []byte { b[OffVersion] = 2; return b },
-		"capacity":    func(b []byte) []byte { b[OffCapacity+2] = 2; return b },
-		"slots":       func(b []byte) []byte { b[OffReaderSlots] = 200; return b },
-		"flags":       func(b []byte) []byte { b[OffFlags] = 6; return b },
-		"tail align":  func(b []byte) []byte { b[OffTailPos] = 3; return b },
-		"head > tail": func(b []byte) []byte { b[OffHeadCache] = 16; return b },
-		"slot state":  func(b []byte) []byte { b[HeaderBase] = 9; return b },
+		"not a ring":   func(b []byte) []byte { return []byte("hello, world, this is not a ring file at all") },
+		"empty":        func(b []byte) []byte { return nil },
+		"truncated":    func(b []byte) []byte { return b[:len(b)-4096] },
+		"next version": func(b []byte) []byte { b[OffVersion] = Version + 1; return b },
+		"version 1":    func(b []byte) []byte { b[OffVersion] = 1; return b },
+		"deleted":      func(b []byte) []byte { b[OffDeleted] = 2; return b },
+		"capacity":     func(b []byte) []byte { b[OffCapacity+2] = 2; return b },
+		"slots":        func(b []byte) []byte { b[OffReaderSlots] = 200; return b },
+		"flags":        func(b []byte) []byte { b[OffFlags] = 6; return b },
+		"tail align":   func(b []byte) []byte { b[OffTailPos] = 3; return b },
+		"head > tail":  func(b []byte) []byte { b[OffHeadCache] = 16; return b },
+		"slot state":   func(b []byte) []byte { b[HeaderBase] = 9; return b },
 	}
 	for name, f := range cases {
 		b := f(append([]byte(nil), orig...))
 		os.WriteFile(filepath.Join(dir, "bad"), b, 0600)
-		r, err := Open(dir, "bad")
+		r, err := Open(dir, "bad", shm.Trust{})
 		if err == nil {
 			r.Close()
 			t.Errorf("%s: Open accepted it", name)
@@ -570,13 +572,13 @@ func TestOpenRefusesGarbage(t *testing.T) {
 			t.Errorf("%s: want ErrCorrupt, got %v", name, err)
 		}
 	}
-	if _, err := Open(dir, "missing"); !errors.Is(err, os.ErrNotExist) {
+	if _, err := Open(dir, "missing", shm.Trust{}); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("want ErrNotExist, got %v", err)
 	}
 	if _, err := Create(dir, "good", Options{Capacity: MinCapacity}); !errors.Is(err, os.ErrExist) {
 		t.Fatalf("want ErrExist, got %v", err)
 	}
-	if r, err := Open(dir, "good"); err != nil {
+	if r, err := Open(dir, "good", shm.Trust{}); err != nil {
 		t.Fatal(err)
 	} else {
 		r.Close()

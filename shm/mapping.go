@@ -7,10 +7,15 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/edsrzf/mmap-go"
 	"golang.org/x/sys/unix"
 )
+
+// tmpSeq makes temporary names unique within the process.
+var tmpSeq atomic.Uint64
 
 // DefaultDir is where shared-memory files live on Linux.
 const DefaultDir = "/dev/shm"
@@ -36,16 +41,18 @@ func ValidName(name string) error {
 
 // Mapping is a file mapped read-write and shared.
 type Mapping struct {
-	path string
-	mu   sync.Mutex
-	m    mmap.MMap
-	b    []byte
+	path  string
+	owner FileOwner
+	mu    sync.Mutex
+	m     mmap.MMap
+	b     []byte
 }
 
-// Create creates dir/name exclusively with mode perm, sizes it to size bytes,
-// maps it read-write shared and faults every page in. If the file exists the
-// error wraps os.ErrExist.
-func Create(dir, name string, size int, perm os.FileMode) (*Mapping, error) {
+// Create creates dir/name exclusively (O_EXCL, so nothing planted at the
+// name is followed or reused) with mode perm and, when gid >= 0, group gid;
+// sizes it to size bytes, maps it read-write shared and faults every page
+// in. If the file exists the error wraps os.ErrExist.
+func Create(dir, name string, size int, perm os.FileMode, gid int) (*Mapping, error) {
 	if err := ValidName(name); err != nil {
 		return nil, err
 	}
@@ -63,6 +70,19 @@ func Create(dir, name string, size int, perm os.FileMode) (*Mapping, error) {
 		os.Remove(path)
 		return nil, fmt.Errorf("shm: create: %w", err)
 	}
+	if gid >= 0 {
+		// A topic shared with a group: its members' processes check the
+		// group of the files they map.
+		if err := f.Chown(-1, gid); err != nil {
+			os.Remove(path)
+			return nil, fmt.Errorf("shm: create %s: give it group %d: %w", path, gid, err)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("shm: create: %w", err)
+	}
 	if err := f.Truncate(int64(size)); err != nil {
 		os.Remove(path)
 		return nil, fmt.Errorf("shm: create: %w", err)
@@ -73,7 +93,7 @@ func Create(dir, name string, size int, perm os.FileMode) (*Mapping, error) {
 		return nil, fmt.Errorf("shm: create: map %s: %w", path, err)
 	}
 	prefault(m)
-	return &Mapping{path: path, m: m, b: []byte(m)}, nil
+	return &Mapping{path: path, owner: ownerOf(&st), m: m, b: []byte(m)}, nil
 }
 
 // prefault faults every page of a fresh mapping in, so the first writer does
@@ -88,26 +108,24 @@ func prefault(b []byte) {
 	}
 }
 
-// Open maps the whole existing file dir/name read-write shared. Errors wrap
-// os.ErrNotExist or os.ErrPermission as the system reports them.
-func Open(dir, name string) (*Mapping, error) {
+// Open maps the whole existing file dir/name read-write shared, once the
+// open file passed the checks of t (see Trust). Errors wrap os.ErrNotExist
+// or os.ErrPermission (also for a file t refuses).
+func Open(dir, name string, t Trust) (*Mapping, error) {
 	if err := ValidName(name); err != nil {
 		return nil, err
 	}
 	path := filepath.Join(dir, name)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := t.openPath(path, unix.O_RDWR)
 	if err != nil {
 		return nil, fmt.Errorf("shm: open: %w", err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("shm: open: %w", err)
 	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("shm: open %s: not a regular file", path)
-	}
-	size := st.Size()
+	size := st.Size
 	if size <= 0 || size > 1<<40 {
 		return nil, fmt.Errorf("shm: open %s: unusable size %d", path, size)
 	}
@@ -115,8 +133,11 @@ func Open(dir, name string) (*Mapping, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shm: open: map %s: %w", path, err)
 	}
-	return &Mapping{path: path, m: m, b: []byte(m)}, nil
+	return &Mapping{path: path, owner: ownerOf(&st), m: m, b: []byte(m)}, nil
 }
+
+// Owner says who owned the file, and with which mode, when it was mapped.
+func (m *Mapping) Owner() FileOwner { return m.owner }
 
 // Bytes returns the mapped bytes; nil after Close.
 func (m *Mapping) Bytes() []byte { return m.b }
@@ -124,18 +145,27 @@ func (m *Mapping) Bytes() []byte { return m.b }
 // Path returns the file's path.
 func (m *Mapping) Path() string { return m.path }
 
-// Close unmaps the file. It is idempotent. Slices obtained from Bytes must not
-// be used after Close.
+// Close lets go of the file. It is idempotent. The address range is not
+// unmapped: it is replaced, in one mmap(MAP_FIXED), by private anonymous
+// memory, so that a slice obtained from Bytes that outlives Close (a
+// zero-copy event kept after its consumer closed) reads zeros and writes go
+// nowhere, instead of faulting and killing the process. The range's virtual
+// addresses stay reserved; its pages cost no memory until written.
 func (m *Mapping) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.m == nil {
 		return nil
 	}
-	err := m.m.Unmap()
+	b := m.b
 	m.m, m.b = nil, nil
+	_, err := unix.MmapPtr(-1, 0, unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b)),
+		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED|unix.MAP_NORESERVE)
 	if err != nil {
-		return fmt.Errorf("shm: unmap %s: %w", m.path, err)
+		// Unmapping is the fallback: the file's pages must be let go.
+		if uerr := unix.Munmap(b); uerr != nil {
+			return fmt.Errorf("shm: unmap %s: %w", m.path, uerr)
+		}
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 
 func TestCreateOpenCloseSharesBytesAndMode0600(t *testing.T) {
 	dir := t.TempDir()
-	m, err := Create(dir, "a", 3*4096+5, 0600)
+	m, err := Create(dir, "a", 3*4096+5, 0600, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,14 +28,14 @@ func TestCreateOpenCloseSharesBytesAndMode0600(t *testing.T) {
 		t.Fatalf("size: want %d, got %d", 3*4096+5, len(m.Bytes()))
 	}
 	m.Bytes()[100] = 42
-	o, err := Open(dir, "a")
+	o, err := Open(dir, "a", Trust{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.Bytes()[100] != 42 {
 		t.Fatalf("second mapping does not see the first one's write")
 	}
-	if _, err := Create(dir, "a", 4096, 0600); !errors.Is(err, os.ErrExist) {
+	if _, err := Create(dir, "a", 4096, 0600, -1); !errors.Is(err, os.ErrExist) {
 		t.Fatalf("create of existing file: want ErrExist, got %v", err)
 	}
 	for i := 0; i < 2; i++ {
@@ -47,7 +47,7 @@ func TestCreateOpenCloseSharesBytesAndMode0600(t *testing.T) {
 		t.Fatal("Bytes after Close should be nil")
 	}
 	o.Close()
-	if _, err := Open(dir, "missing"); !errors.Is(err, os.ErrNotExist) {
+	if _, err := Open(dir, "missing", Trust{}); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("open of missing file: want ErrNotExist, got %v", err)
 	}
 }
@@ -58,7 +58,7 @@ func TestValidNameRefusesEscapes(t *testing.T) {
 		if ValidName(n) == nil {
 			t.Errorf("ValidName(%q) accepted", n)
 		}
-		if _, err := Create(t.TempDir(), n, 4096, 0600); err == nil {
+		if _, err := Create(t.TempDir(), n, 4096, 0600, -1); err == nil {
 			t.Errorf("Create(%q) accepted", n)
 		}
 	}
@@ -70,7 +70,7 @@ func TestValidNameRefusesEscapes(t *testing.T) {
 }
 
 func TestFutexWaitTimesOutAndIsWokenAcrossGoroutines(t *testing.T) {
-	m, err := Create(t.TempDir(), "f", 4096, 0600)
+	m, err := Create(t.TempDir(), "f", 4096, 0600, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
