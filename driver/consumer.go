@@ -62,6 +62,17 @@ type consumerPartition struct {
 	acked  uint64 // the stored position: next ID after the last acknowledged
 	loc    string
 	stored bool
+	redo   failedEntry // an event whose delivery failed: delivered again first
+	lock   io.Closer   // the ring's lock of the name: one cursor per name
+}
+
+// failedEntry is an event whose delivery (metadata, selector, allocator)
+// failed; it stays the next event of its partition, so nothing is lost.
+type failedEntry struct {
+	ok         bool
+	id, end    uint64
+	meta, data []byte
+	fromLog    bool
 }
 
 func (t *topicState) MakeConsumer(name string, batch diaspora.BatchSize, maxBatches diaspora.MaxNumBatches,
@@ -114,9 +125,17 @@ func (t *topicState) MakeConsumer(name string, batch diaspora.BatchSize, maxBatc
 // attach takes a reader slot in the partition's ring and positions the
 // consumer at its stored position, or at the start (or end) for a new name.
 func (c *consumer) attach(part *partition) (_ *consumerPartition, err error) {
+	cp := &consumerPartition{c: c, part: part, loc: part.topic.name + "/" + strconv.Itoa(part.index)}
+	defer func() { // runs last, after a fault became err
+		if err != nil && cp.lock != nil {
+			cp.lock.Close()
+		}
+	}()
 	defer debug.SetPanicOnFault(armFaults())
 	defer recoverFault(&err, part)
-	cp := &consumerPartition{c: c, part: part, loc: part.topic.name + "/" + strconv.Itoa(part.index)}
+	if cp.lock, err = lockConsumerName(part, c.name); err != nil {
+		return nil, err
+	}
 	next, ok, err := segment.LoadPosition(part.dir, c.name)
 	if err != nil {
 		return nil, fmt.Errorf("consumer %q of %s: load position: %w", c.name, part, err)
@@ -330,6 +349,10 @@ const closeCheck = 100 * time.Millisecond
 // tryNext returns the partition's next event if one is there.
 func (cp *consumerPartition) tryNext() (diaspora.Event, bool, error) {
 	c := cp.c
+	if f := cp.redo; f.ok {
+		ev, err := cp.deliver(f.id, f.meta, f.data, f.end, f.fromLog)
+		return ev, err == nil, err
+	}
 	for cp.log != nil {
 		e, err := cp.log.Next()
 		if errors.Is(err, io.EOF) {
@@ -375,84 +398,127 @@ func (cp *consumerPartition) tryNext() (diaspora.Event, bool, error) {
 }
 
 // deliver builds the event: metadata deserialized (a copy), data selected and
-// copied into the allocator's memory, or viewed in place in the ring.
+// copied into the allocator's memory, or viewed in place in the ring. When
+// it fails (damaged metadata, a selector or allocator that fails or
+// panics), the event stays the partition's next: the next Pull tries it
+// again, and no space it holds is released meanwhile.
 func (cp *consumerPartition) deliver(id uint64, meta, data []byte, end uint64, fromLog bool) (diaspora.Event, error) {
 	c := cp.c
-	cp.want = id + 1
-	// A copying consumer is done with the ring space once it has the event,
-	// also when the event fails; a zero-copy consumer still holds events it
-	// delivered before and frees space only on Acknowledge.
-	release := func() {
-		if !fromLog && !c.zeroCopy {
-			cp.rd.Release(end)
+	ev, err := cp.build(id, meta, data, fromLog)
+	if err != nil {
+		if !cp.redo.ok && fromLog {
+			// The log reader reuses its buffer.
+			meta, data = bytes.Clone(meta), bytes.Clone(data)
 		}
+		cp.redo = failedEntry{ok: true, id: id, end: end, meta: meta, data: data, fromLog: fromLog}
+		return diaspora.Event{}, fmt.Errorf("consumer %q of %s: event %d: %w (the event is not skipped: the next Pull delivers it again)", c.name, cp.part, id, err)
 	}
+	cp.redo = failedEntry{}
+	cp.want = id + 1
+	ev.id, ev.cp, ev.end = id, cp, end
+	// A copying consumer is done with the ring space once it has the
+	// event; a zero-copy consumer frees space only on Acknowledge.
+	if !fromLog && !c.zeroCopy {
+		cp.rd.Release(end)
+	}
+	return diaspora.NewEvent(ev), nil
+}
+
+// build makes the event of a record, or says why it cannot.
+func (cp *consumerPartition) build(id uint64, meta, data []byte, fromLog bool) (*event, error) {
+	c := cp.c
 	var md diaspora.Metadata
 	var err error
 	if c.plainMeta {
 		md, err = diaspora.MetadataFromBytes(c.copyMeta(meta))
 	} else {
-		md, err = c.topic.serializer.Deserialize(meta)
+		err = userCall("deserializer", func() (err error) { md, err = c.topic.serializer.Deserialize(meta); return })
 	}
 	if err != nil {
-		release()
-		return diaspora.Event{}, fmt.Errorf("consumer %q of %s: event %d: %w", c.name, cp.part, id, err)
+		return nil, err
+	}
+	if c.sel == nil {
+		ev := c.newEvent()
+		ev.md = md
+		return ev, nil
+	}
+	var sel diaspora.DataDescriptor
+	if err := userCall("data selector", func() (err error) { sel, err = c.sel(md, cp.descriptor(len(data))); return }); err != nil {
+		return nil, err
+	}
+	if !sel.IsZero() && sel.BaseSize() != len(data) {
+		return nil, fmt.Errorf("%w: the data selector returned a view of %d bytes of data for an event of %d",
+			diaspora.ErrInvalidArgument, sel.BaseSize(), len(data))
+	}
+	if sel.Size() == len(data) && len(data) > 0 && c.alloc == nil && !fromLog {
+		// Everything is selected (selections never overlap): one view, in
+		// the event itself.
+		ev := c.newEvent()
+		ev.md = md
+		ev.seg[0] = data[:len(data):len(data)]
+		ev.data = ev.seg[:1]
+		return ev, nil
+	}
+	view, err := cp.selectData(md, sel, data, fromLog)
+	if err != nil {
+		return nil, err
 	}
 	ev := c.newEvent()
-	ev.id, ev.md, ev.cp, ev.end = id, md, cp, end
-	if c.sel != nil {
-		sel, err := c.sel(md, cp.descriptor(len(data)))
-		if err != nil {
-			release()
-			return diaspora.Event{}, fmt.Errorf("consumer %q of %s: event %d: data selector: %w", c.name, cp.part, id, err)
-		}
-		if !sel.IsZero() && sel.BaseSize() != len(data) {
-			release()
-			return diaspora.Event{}, fmt.Errorf("%w: consumer %q of %s: event %d: the data selector returned a view of %d bytes of data for an event of %d",
-				diaspora.ErrInvalidArgument, c.name, cp.part, id, sel.BaseSize(), len(data))
-		}
-		if sel.Size() == len(data) && len(data) > 0 && c.alloc == nil && !fromLog {
-			// Everything is selected (selections never overlap): one view.
-			ev.seg[0] = data[:len(data):len(data)]
-			ev.data = ev.seg[:1]
-		} else if !sel.IsZero() {
-			segs := sel.Flatten()
-			switch {
-			case c.alloc != nil:
-				view, err := c.alloc(md, sel)
-				if err != nil {
-					release()
-					return diaspora.Event{}, fmt.Errorf("consumer %q of %s: event %d: data allocator: %w", c.name, cp.part, id, err)
-				}
-				if view.Size() < sel.Size() {
-					release()
-					return diaspora.Event{}, fmt.Errorf("%w: consumer %q: event %d: the allocator gave %d bytes for %d selected", diaspora.ErrInvalidArgument, c.name, id, view.Size(), sel.Size())
-				}
-				off := 0
-				for _, s := range segs {
-					off += view.Write(data[s.Offset:s.Offset+s.Size], off)
-				}
-				ev.data = view
-			case fromLog:
-				// The log reader reuses its buffer: the view must own its bytes.
-				buf := make([]byte, 0, sel.Size())
-				for _, s := range segs {
-					buf = append(buf, data[s.Offset:s.Offset+s.Size]...)
-				}
-				ev.data = diaspora.DataView{buf}
-			default:
-				view := make(diaspora.DataView, 0, len(segs))
-				for _, s := range segs {
-					view = append(view, data[s.Offset:s.Offset+s.Size:s.Offset+s.Size])
-				}
-				ev.data = view
-			}
-		}
+	ev.md, ev.data = md, view
+	return ev, nil
+}
+
+// selectData gives the selected bytes: in place in the ring (zero copy),
+// or copied into the allocator's memory, or into a new buffer for an event
+// read from the log.
+func (cp *consumerPartition) selectData(md diaspora.Metadata, sel diaspora.DataDescriptor, data []byte, fromLog bool) (diaspora.DataView, error) {
+	c := cp.c
+	if sel.IsZero() {
+		return nil, nil
 	}
-	if !c.zeroCopy {
-		release()
+	segs := sel.Flatten()
+	switch {
+	case c.alloc != nil:
+		var view diaspora.DataView
+		if err := userCall("data allocator", func() (err error) { view, err = c.alloc(md, sel); return }); err != nil {
+			return nil, err
+		}
+		if view.Size() < sel.Size() {
+			return nil, fmt.Errorf("%w: the allocator gave %d bytes for %d selected", diaspora.ErrInvalidArgument, view.Size(), sel.Size())
+		}
+		off := 0
+		for _, s := range segs {
+			off += view.Write(data[s.Offset:s.Offset+s.Size], off)
+		}
+		return view, nil
+	case fromLog:
+		// The log reader reuses its buffer: the view must own its bytes.
+		buf := make([]byte, 0, sel.Size())
+		for _, s := range segs {
+			buf = append(buf, data[s.Offset:s.Offset+s.Size]...)
+		}
+		return diaspora.DataView{buf}, nil
+	default:
+		view := make(diaspora.DataView, 0, len(segs))
+		for _, s := range segs {
+			view = append(view, data[s.Offset:s.Offset+s.Size:s.Offset+s.Size])
+		}
+		return view, nil
 	}
-	return diaspora.NewEvent(ev), nil
+}
+
+// userCall runs a user's plug-in (selector, allocator, deserializer): its
+// error, or a panic of it, becomes an error naming it.
+func userCall(what string, f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s panicked: %v", what, r)
+		}
+	}()
+	if err := f(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
 }
 
 // descriptor describes an event's data for the selector. Descriptors are
@@ -532,8 +598,12 @@ func (cp *consumerPartition) acknowledge(id uint64, end uint64) (err error) {
 			}
 		}
 		if c.mu.TryLock() {
-			cp.applyRelease()
-			c.mu.Unlock()
+			// Unlocked by defer: a fault (a truncated ring) must not leave
+			// the consumer locked for every later Pull and Close.
+			func() {
+				defer c.mu.Unlock()
+				cp.applyRelease()
+			}()
 		}
 	}
 	return nil
@@ -543,26 +613,40 @@ func (cp *consumerPartition) acknowledge(id uint64, end uint64) (err error) {
 // space back); its stored positions stay. Pull then fails with ErrClosed.
 func (c *consumer) Unsubscribe() error { return c.Close() }
 
-// Close frees the reader slots; zero-copy data of its events is invalid after.
+// Close frees the reader slots and the name. Zero-copy data of its events
+// no longer pins ring space: producers may write other events over it.
 func (c *consumer) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.closeParts()
+	err := c.closeParts()
 	c.topic.removeClient(c)
-	return nil
+	return err
 }
 
-func (c *consumer) closeParts() {
+// closeParts lets go of every partition, also of those whose ring faults
+// (truncated under us): their error is returned, the rest still closed.
+func (c *consumer) closeParts() error {
+	var errs []error
 	for _, cp := range c.parts {
-		if cp.log != nil {
-			cp.log.Close()
-		}
-		cp.rd.Close()
+		errs = append(errs, cp.close())
 	}
 	c.parts = nil
+	return errors.Join(errs...)
+}
+
+func (cp *consumerPartition) close() (err error) {
+	if cp.lock != nil {
+		defer cp.lock.Close() // drops the flock on the name
+	}
+	if cp.log != nil {
+		cp.log.Close()
+	}
+	defer debug.SetPanicOnFault(armFaults())
+	defer recoverFault(&err, cp.part)
+	return cp.rd.Close()
 }
 
 // event is a delivered event.

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/diaspora-shm/diaspora/ring"
+	"github.com/diaspora-shm/diaspora/shm"
 )
 
 // RingFile is one ring found under a shm path, with what its sidecar says
@@ -21,6 +22,8 @@ type RingFile struct {
 	Info  *RingInfo   `json:"info,omitempty"`
 	Stats *ring.Stats `json:"stats,omitempty"`
 	Err   string      `json:"error,omitempty"`
+	// Owner is who owns the ring file, and its mode.
+	Owner *shm.FileOwner `json:"owner,omitempty"`
 	// RootGone is true when the root path the ring belongs to no longer
 	// holds its topic (deleted, or another incarnation of the name).
 	RootGone bool `json:"root_gone"`
@@ -39,7 +42,11 @@ func liveUsers(st ring.Stats) []string {
 	var users []string
 	for _, s := range st.Slots {
 		if s.Alive {
-			users = append(users, fmt.Sprintf("pid %d (reader %q)", s.Process.PID, s.Name))
+			kind := "reader"
+			if s.Producer {
+				kind = "producer"
+			}
+			users = append(users, fmt.Sprintf("pid %d (%s %q)", s.Process.PID, kind, s.Name))
 		}
 	}
 	if st.Archiver.PID != 0 && st.Archiver.Alive() {
@@ -70,7 +77,16 @@ func ListRings(shmPath string) ([]RingFile, error) {
 // reports its header and sidecar.
 func InspectRing(shmPath, name string) (f RingFile) {
 	f = RingFile{Name: name, Path: filepath.Join(shmPath, name)}
-	if text, err := os.ReadFile(filepath.Join(shmPath, ringInfoName(name))); err == nil {
+	// Inspection trusts nothing, so it opens any owner's ring: but it
+	// believes a sidecar only when the ring's owner wrote it.
+	r, ringErr := ring.Open(shmPath, name, shm.AnyOwner)
+	if ringErr == nil {
+		defer r.Close()
+		own := r.Owner()
+		f.Owner = &own
+	}
+	if text, sideOwner, err := shm.AnyOwner.ReadFile(filepath.Join(shmPath, ringInfoName(name)), 1<<16); err == nil &&
+		f.Owner != nil && sideOwner.UID == f.Owner.UID {
 		// The sidecar sits in a shared directory: trust it only when it
 		// names a valid topic under an absolute root.
 		var info RingInfo
@@ -81,12 +97,10 @@ func InspectRing(shmPath, name string) (f RingFile) {
 			f.RootGone = err != nil || cfg.ID != info.TopicID
 		}
 	}
-	r, err := ring.Open(shmPath, name)
-	if err != nil {
-		f.Err = err.Error()
+	if ringErr != nil {
+		f.Err = ringErr.Error()
 		return f
 	}
-	defer r.Close()
 	defer debug.SetPanicOnFault(armFaults())
 	defer func() {
 		if r := recover(); r != nil {
@@ -100,8 +114,8 @@ func InspectRing(shmPath, name string) (f RingFile) {
 
 // liveRingUsers lists the live processes attached to a ring file; a
 // missing ring has none.
-func liveRingUsers(path string) ([]string, error) {
-	r, err := ring.Open(filepath.Dir(path), filepath.Base(path))
+func liveRingUsers(path string, trust shm.Trust) (users []string, err error) {
+	r, err := ring.Open(filepath.Dir(path), filepath.Base(path), trust)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -109,5 +123,7 @@ func liveRingUsers(path string) ([]string, error) {
 		return nil, err
 	}
 	defer r.Close()
+	defer debug.SetPanicOnFault(armFaults())
+	defer recoverFault(&err, stringer(path))
 	return liveUsers(r.Stats()), nil
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/diaspora-shm/diaspora/segment"
 	"golang.org/x/sys/unix"
 )
 
@@ -58,10 +59,11 @@ func (l *idLease) cover(id uint64) {
 
 // extend stores a lease past id, under an flock shared by all processes.
 func (l *idLease) extend(id uint64) error {
-	lock, err := os.OpenFile(filepath.Join(l.dir, idLeaseLock), os.O_RDONLY|os.O_CREATE, l.mode) // flock needs no write access
+	lock, err := os.OpenFile(filepath.Join(l.dir, idLeaseLock), os.O_RDONLY|os.O_CREATE|unix.O_NOFOLLOW, l.mode) // flock needs no write access
 	if err != nil {
 		return fmt.Errorf("ID lease: %w", err)
 	}
+	segment.FixMode(lock, l.mode)
 	defer lock.Close()
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
 		return fmt.Errorf("ID lease: lock %s: %w", lock.Name(), err)

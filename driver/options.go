@@ -17,11 +17,15 @@ import (
 
 // Defaults of the driver and topic options. README.md documents each.
 const (
-	DefaultRingSize      = 64 << 20
-	MinRingSize          = 64 << 10
-	MaxRingSize          = 1 << 30
-	DefaultSegmentSize   = 64 << 20
-	DefaultPushTimeout   = 30 * time.Second
+	DefaultRingSize    = 64 << 20
+	MinRingSize        = 64 << 10
+	MaxRingSize        = 1 << 30
+	DefaultSegmentSize = 64 << 20
+	DefaultPushTimeout = 30 * time.Second
+	// DefaultClaimTimeout is how long a claim (Producer.Claim, or a batch
+	// being written) may stay open before readers give it up and turn it
+	// into padding so that the partition moves on; a commit after it fails.
+	DefaultClaimTimeout  = 30 * time.Second
 	DefaultReaderSlots   = 64
 	DefaultNumPartitions = 1
 	MaxNumPartitions     = 1024
@@ -107,6 +111,7 @@ type topicOptions struct {
 	ReaderSlots    int           `json:"reader_slots"`
 	Mode           os.FileMode   `json:"-"`
 	PushTimeout    time.Duration `json:"-"`
+	ClaimTimeout   time.Duration `json:"-"`
 }
 
 func defaultTopicOptions() topicOptions {
@@ -118,11 +123,12 @@ func defaultTopicOptions() topicOptions {
 		ReaderSlots:   DefaultReaderSlots,
 		Mode:          0o600,
 		PushTimeout:   DefaultPushTimeout,
+		ClaimTimeout:  DefaultClaimTimeout,
 	}
 }
 
 var topicOptionNames = []string{"num_partitions", "ring_size", "durability", "segment_size",
-	"retention_bytes", "retention_age", "reader_slots", "mode", "push_timeout"}
+	"retention_bytes", "retention_age", "reader_slots", "mode", "push_timeout", "claim_timeout"}
 
 // parseTopicOptions reads the options given to CreateTopic. Unknown keys and
 // wrong types are errors naming the key.
@@ -193,6 +199,13 @@ func parseTopicOptions(md diaspora.Metadata) (topicOptions, error) {
 					err = fmt.Errorf("%w: %s must be a positive duration such as \"10s\", got %q", diaspora.ErrInvalidArgument, what, s)
 				}
 			}
+		case "claim_timeout":
+			var s string
+			if s, err = stringField(raw, what); err == nil {
+				if o.ClaimTimeout, err = time.ParseDuration(s); err != nil || o.ClaimTimeout < 10*time.Millisecond || o.ClaimTimeout > 24*time.Hour {
+					err = fmt.Errorf("%w: %s must be a duration in [10ms, 24h] such as \"30s\", got %q", diaspora.ErrInvalidArgument, what, s)
+				}
+			}
 		default:
 			err = fmt.Errorf("%w: unknown topic option %q (known: %s)", diaspora.ErrInvalidArgument, k, strings.Join(topicOptionNames, ", "))
 		}
@@ -213,6 +226,7 @@ func (o topicOptions) metadata() map[string]any {
 		"reader_slots":   o.ReaderSlots,
 		"mode":           fmt.Sprintf("%04o", uint32(o.Mode)),
 		"push_timeout":   o.PushTimeout.String(),
+		"claim_timeout":  o.ClaimTimeout.String(),
 	}
 	if o.RetentionBytes > 0 {
 		m["retention_bytes"] = o.RetentionBytes

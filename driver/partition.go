@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/diaspora-shm/diaspora/ring"
 	"github.com/diaspora-shm/diaspora/segment"
 	"github.com/diaspora-shm/diaspora/shm"
+	"golang.org/x/sys/unix"
 )
 
 // partition is this process's view of one partition of an open topic: the
@@ -31,6 +33,98 @@ type partition struct {
 
 	archiveErr atomic.Pointer[error] // the last failure of this process's archiver
 	closed     atomic.Bool           // set before the ring is unmapped
+
+	// One producer slot in the ring says this process produces to it, for
+	// as long as it has producers of the topic open.
+	prodMu    sync.Mutex
+	producers int
+	prodSlot  *ring.ProducerSlot
+
+	// dirFD holds the partition's log directory open, so the archiver can
+	// tell, before it writes, that the directory is still the topic's: not
+	// deleted (its link count drops to 0) nor replaced by a new topic of
+	// the same name (the path leads to another inode; ours cannot be
+	// reused while we hold it).
+	dirFD int
+}
+
+// waitArchived waits up to wait for the log to hold everything before end.
+// A failure of this process's archiver that waiting will not mend (a
+// read-only root, no permission, the topic gone) ends the wait at once,
+// with the archiver's error in it.
+func (p *partition) waitArchived(end uint64, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		step := min(time.Until(deadline), archiverRetry)
+		err := p.ring.WaitArchived(end, max(step, 0))
+		if err == nil || !errors.Is(err, ring.ErrTimeout) {
+			return err
+		}
+		if e := p.archiveErr.Load(); e != nil && archiveHopeless(*e) {
+			return fmt.Errorf("the archiver of %s cannot write the log: %w", p, *e)
+		}
+		if !time.Now().Before(deadline) {
+			return err
+		}
+	}
+}
+
+// archiveHopeless reports whether an archiver's error will not go away by
+// itself while the push waits.
+func archiveHopeless(err error) bool {
+	return errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) ||
+		errors.Is(err, errTopicGone) || errors.Is(err, ring.ErrDeleted)
+}
+
+// errTopicGone says the partition's directory is no longer its topic's.
+var errTopicGone = errors.New("the topic was deleted or replaced under this process")
+
+// checkDir returns errTopicGone when the log directory was deleted or
+// replaced since the partition was opened.
+func (p *partition) checkDir() error {
+	var held, now unix.Stat_t
+	if err := unix.Fstat(p.dirFD, &held); err != nil {
+		return fmt.Errorf("%s: fstat %s: %w", p, p.dir, err)
+	}
+	err := unix.Stat(p.dir, &now)
+	if held.Nlink == 0 || err == unix.ENOENT || (err == nil && (now.Ino != held.Ino || now.Dev != held.Dev)) {
+		return fmt.Errorf("%w: %s: %s is not the directory it opened", errTopicGone, p, p.dir)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: stat %s: %w", p, p.dir, err)
+	}
+	return nil
+}
+
+// addProducer counts a producer of this process; the first takes the
+// partition's producer slot in the ring.
+func (p *partition) addProducer(name string) (err error) {
+	defer debug.SetPanicOnFault(armFaults())
+	defer recoverFault(&err, p)
+	p.prodMu.Lock()
+	defer p.prodMu.Unlock()
+	if p.producers == 0 {
+		ps, err := p.ring.AttachProducer(name)
+		if err != nil {
+			return fmt.Errorf("shm driver: %s: producer %q: %w", p, name, err)
+		}
+		p.prodSlot = ps
+	}
+	p.producers++
+	return nil
+}
+
+// removeProducer undoes addProducer; the last one frees the slot.
+func (p *partition) removeProducer() (err error) {
+	defer debug.SetPanicOnFault(armFaults())
+	defer recoverFault(&err, p)
+	p.prodMu.Lock()
+	defer p.prodMu.Unlock()
+	if p.producers--; p.producers == 0 && p.prodSlot != nil {
+		p.prodSlot.Close()
+		p.prodSlot = nil
+	}
+	return nil
 }
 
 // errClosed is what futures of a closed partition's pushes report.
@@ -57,11 +151,18 @@ func (p *partition) archiverState() string {
 func openPartition(t *topicState, index int) (*partition, error) {
 	p := &partition{topic: t, index: index, dir: partitionDir(t.d.opts.RootPath, t.name, index)}
 	p.lease = idLease{dir: p.dir, mode: t.opts.Mode, logger: t.d.logger.With("topic", t.name, "partition", index)}
+	fd, err := unix.Open(p.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("shm driver: %s: open %s: %w", p, p.dir, err)
+	}
+	p.dirFD = fd
 	r, err := p.openRing()
 	if err != nil {
+		unix.Close(fd)
 		return nil, err
 	}
 	p.ring = r
+	r.SetAbandonTimeout(t.opts.ClaimTimeout)
 	if _, err := os.Stat(filepath.Join(topicDir(t.d.opts.RootPath, t.name), completeFile)); err == nil {
 		r.MarkComplete()
 	}
@@ -80,10 +181,16 @@ func (p *partition) String() string {
 // openRing maps the partition's ring, creating it when it does not exist: at
 // the first open ever, or after /dev/shm was lost, when it is rebuilt so that
 // IDs continue after everything the log holds or a consumer acknowledged.
+// The shm directory is shared with every user: a file at the ring's name
+// that is not the topic's (see ringTrust) is refused, never mapped, and a
+// new ring is built under a fresh name and linked into place, so nothing
+// planted there is followed or reused.
 func (p *partition) openRing() (*ring.Ring, error) {
 	d := p.topic.d
-	name := ringFileName(d.opts.RootPath, p.topic.cfg.ID, p.index)
-	r, err := ring.Open(d.opts.ShmPath, name)
+	t := p.topic
+	trust := ringTrust(t.opts, t.owner)
+	name := ringFileName(d.opts.RootPath, t.cfg.ID, p.index)
+	r, err := ring.Open(d.opts.ShmPath, name, trust)
 	if err == nil {
 		return r, nil
 	}
@@ -94,25 +201,28 @@ func (p *partition) openRing() (*ring.Ring, error) {
 	if err != nil {
 		return nil, err
 	}
-	info, err := json.Marshal(RingInfo{Root: d.opts.RootPath, Topic: p.topic.name, TopicID: p.topic.cfg.ID, Partition: p.index})
+	gid := -1
+	if t.opts.Mode&0o060 != 0 {
+		gid = int(t.owner.GID)
+	}
+	info, err := json.Marshal(RingInfo{Root: d.opts.RootPath, Topic: t.name, TopicID: t.cfg.ID, Partition: p.index})
 	if err != nil {
 		return nil, err
 	}
-	infoPath := filepath.Join(d.opts.ShmPath, ringInfoName(name))
-	if err := os.WriteFile(infoPath, info, p.topic.opts.Mode); err != nil {
+	if err := shm.WriteFileAtomic(d.opts.ShmPath, ringInfoName(name), info, t.opts.Mode, gid); err != nil {
 		return nil, fmt.Errorf("shm driver: %s: write ring info: %w", p, err)
 	}
-	os.Chmod(infoPath, p.topic.opts.Mode) // the umask trimmed it
 	// Build the ring under a temporary name and link it into place, so that
 	// no process ever maps a ring whose header is half written, and of two
 	// processes creating it at once one wins and the other maps the winner's.
 	tmp := name + ".tmp-" + newTopicID()
 	nr, err := ring.Create(d.opts.ShmPath, tmp, ring.Options{
-		Capacity:    p.topic.opts.RingSize,
-		ReaderSlots: p.topic.opts.ReaderSlots,
+		Capacity:    t.opts.RingSize,
+		ReaderSlots: t.opts.ReaderSlots,
 		FirstID:     first,
-		Durable:     p.topic.opts.Durability != DurabilityNone,
-		Perm:        p.topic.opts.Mode,
+		Durable:     t.opts.Durability != DurabilityNone,
+		Perm:        t.opts.Mode,
+		GID:         gid,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("shm driver: %s: create ring: %w", p, err)
@@ -124,7 +234,7 @@ func (p *partition) openRing() (*ring.Ring, error) {
 	if linkErr != nil && !errors.Is(linkErr, os.ErrExist) {
 		return nil, fmt.Errorf("shm driver: %s: create ring: %w", p, linkErr)
 	}
-	r, err = ring.Open(d.opts.ShmPath, name)
+	r, err = ring.Open(d.opts.ShmPath, name, trust)
 	if err != nil {
 		return nil, fmt.Errorf("shm driver: %s: %w", p, err)
 	}
@@ -166,6 +276,7 @@ func (p *partition) close() error {
 		close(p.stop)
 		<-p.done
 	}
+	unix.Close(p.dirFD)
 	return p.ring.Close()
 }
 
@@ -188,6 +299,14 @@ func (p *partition) contendForArchiver() {
 		if err == nil {
 			err = p.archive()
 			lock.Unlock()
+			if errors.Is(err, errTopicGone) || errors.Is(err, ring.ErrDeleted) {
+				// Not this process's topic any more: archiving its ring
+				// into whatever is at the path now would mix two topics.
+				p.archiveErr.Store(&err)
+				p.topic.d.logger.Error("archiver stopped for good", "topic", p.topic.name, "partition", p.index, "err", err)
+				<-p.stop
+				return
+			}
 			if err != nil {
 				p.archiveErr.Store(&err)
 				// It is retried every archiverRetry: log each new failure once.
@@ -215,6 +334,9 @@ func (p *partition) archive() (err error) {
 	defer debug.SetPanicOnFault(armFaults())
 	defer recoverFault(&err, p)
 	opts := p.topic.opts
+	if err := p.checkDir(); err != nil {
+		return err
+	}
 	w, err := segment.OpenWriter(p.dir, segment.Options{
 		Sync:        opts.syncPolicy(),
 		SegmentSize: opts.SegmentSize,
@@ -235,6 +357,9 @@ func (p *partition) archive() (err error) {
 	stopping := false
 	flush := func() error {
 		if len(batch) > 0 {
+			if err := p.checkDir(); err != nil {
+				return err
+			}
 			if err := w.Append(batch); err != nil {
 				return fmt.Errorf("append to log of %s: %w", p, err)
 			}

@@ -108,12 +108,26 @@ func (t *topicState) MakeProducer(name string, batch diaspora.BatchSize, maxBatc
 	p.slots = make(chan struct{}, perBatch*int(maxBatches))
 	p.pooledCond.L = &p.pooledMu
 	for i, part := range t.parts {
+		if err := part.addProducer(name); err != nil {
+			p.removeProducers()
+			return nil, err
+		}
 		p.parts = append(p.parts, &producerPartition{p: p, part: part, index: i})
 	}
 	if err := t.addClient(p); err != nil {
+		p.removeProducers()
 		return nil, err
 	}
 	return p, nil
+}
+
+// removeProducers gives up the producer slots this producer counts in.
+func (p *producer) removeProducers() error {
+	var errs []error
+	for _, pp := range p.parts {
+		errs = append(errs, pp.part.removeProducer())
+	}
+	return errors.Join(errs...)
 }
 
 // String names the producer in errors.
@@ -480,7 +494,7 @@ func (p *producer) flushAll(timeout time.Duration) (err error) {
 		if pp.part.closed.Load() {
 			return pp.part.errClosed()
 		}
-		if err := pp.part.ring.WaitArchived(end, wait); err != nil {
+		if err := pp.part.waitArchived(end, wait); err != nil {
 			return fmt.Errorf("producer %q of topic %q partition %d: waiting for the log: %w", p.name, p.topic.name, pp.index, err)
 		}
 	}
@@ -498,17 +512,20 @@ func (p *producer) Close() error {
 		time.Sleep(50 * time.Microsecond)
 	}
 	err := p.flushAll(-1)
-	// Claims still open: their owner has push_timeout to commit or abort,
-	// then they are aborted (nothing is published); writing into one after
-	// the driver closed faults.
+	// Claims still open: their owner has the claim timeout to commit or
+	// abort, then they are aborted (nothing is published) and Close says so.
 	done := make(chan struct{})
 	go func() { p.claims.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(p.timeout):
-		p.abortOpenClaims()
+	case <-time.After(p.topic.opts.ClaimTimeout):
+		if n := p.abortOpenClaims(); n > 0 {
+			err = errors.Join(err, fmt.Errorf("%w: %s: Close aborted %d claim(s) still open after the claim timeout %v; their events were not published",
+				diaspora.ErrClosed, p, n, p.topic.opts.ClaimTimeout))
+		}
 		<-done
 	}
+	err = errors.Join(err, p.removeProducers())
 	p.topic.removeClient(p)
 	return err
 }
@@ -612,9 +629,9 @@ func (f *pushFuture) Wait(timeout time.Duration) (_ diaspora.EventID, err error)
 	if pp.part.closed.Load() {
 		return 0, pp.part.errClosed()
 	}
-	if err := pp.part.ring.WaitArchived(f.end, wait); err != nil {
+	if err := pp.part.waitArchived(f.end, wait); err != nil {
 		if !errors.Is(err, ring.ErrTimeout) {
-			return 0, err
+			return 0, fmt.Errorf("event %d of topic %q partition %d is in the ring but not in the log: %w", f.id, f.prod.topic.name, pp.index, err)
 		}
 		if userBound {
 			return 0, fmt.Errorf("%w: event %d of topic %q partition %d not yet fsynced in the log after %v", diaspora.ErrTimeout, f.id, f.prod.topic.name, pp.index, timeout)
@@ -731,8 +748,9 @@ func (p *producer) closeClaim(c *claim) {
 	p.claims.Done()
 }
 
-// abortOpenClaims aborts the claims still open at Close.
-func (p *producer) abortOpenClaims() {
+// abortOpenClaims aborts the claims still open at Close and says how many
+// were dropped.
+func (p *producer) abortOpenClaims() int {
 	p.openMu.Lock()
 	open := make([]*claim, 0, len(p.open))
 	for c := range p.open {
@@ -740,6 +758,7 @@ func (p *producer) abortOpenClaims() {
 	}
 	p.openMu.Unlock()
 	for _, c := range open {
-		c.Abort()
+		c.Abort() // one that readers already gave up is dropped all the same
 	}
+	return len(open)
 }

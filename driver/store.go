@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -54,6 +55,9 @@ func createTopicFiles(root, name string, opts topicOptions, v, s, ps diaspora.Me
 	if err := os.MkdirAll(parent, 0o700); err != nil {
 		return fmt.Errorf("shm driver: create root %s: %w", parent, err)
 	}
+	if err := shareParents(root, opts.Mode); err != nil {
+		return fmt.Errorf("shm driver: create topic %q: %w", name, err)
+	}
 	final := topicDir(root, name)
 	if _, err := os.Stat(final); err == nil {
 		return fmt.Errorf("%w: topic %q in %s", diaspora.ErrTopicExists, name, root)
@@ -100,7 +104,9 @@ func createTopicFiles(root, name string, opts topicOptions, v, s, ps diaspora.Me
 }
 
 // topicDirMode gives directories the access the topic's file mode gives
-// files, plus search permission where reading is allowed.
+// files, plus search permission where reading is allowed. A topic shared
+// with a group gets setgid directories, so that the files any member
+// creates in them (log segments, positions, locks) belong to the group.
 func topicDirMode(mode os.FileMode) os.FileMode {
 	d := os.FileMode(0o700)
 	for _, shift := range []uint{3, 0} {
@@ -111,7 +117,44 @@ func topicDirMode(mode os.FileMode) os.FileMode {
 			d |= 0o2 << shift
 		}
 	}
+	if mode&0o060 != 0 {
+		d |= os.ModeSetgid
+	}
 	return d
+}
+
+// shareParents lets those the topic's mode shares it with reach it: the
+// topics directory gets their read and search bits, the root their search
+// bit, each only ever widened and only when this user owns it (the driver
+// creates both 0700).
+func shareParents(root string, mode os.FileMode) error {
+	want := topicDirMode(mode).Perm() &^ 0o700 &^ 0o022
+	if want == 0 {
+		return nil
+	}
+	for _, d := range []struct {
+		path string
+		bits os.FileMode
+	}{{filepath.Join(root, topicsDir), want}, {root, want & 0o011}} {
+		st, err := os.Stat(d.path)
+		if err != nil {
+			return err
+		}
+		sys, ok := st.Sys().(*syscall.Stat_t)
+		if !ok || int(sys.Uid) != os.Geteuid() || st.Mode().Perm()&d.bits == d.bits {
+			continue
+		}
+		if err := os.Chmod(d.path, st.Mode().Perm()|d.bits|st.Mode()&os.ModeSetgid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// topicOwner is who a topic belongs to: the owner and group of its
+// topic.json. Rings of the topic must belong to them (or to the caller).
+type topicOwner struct {
+	UID, GID uint32
 }
 
 // mkdirMode makes dir with exactly mode, whatever the umask.
@@ -132,15 +175,37 @@ func newTopicID() string {
 
 // readTopicConfig loads and checks topic.json.
 func readTopicConfig(root, name string) (topicConfigFile, topicOptions, error) {
-	var cfg topicConfigFile
+	cfg, opts, _, err := readTopicConfigOwner(root, name)
+	return cfg, opts, err
+}
+
+// readTopicConfigOwner is readTopicConfig that also says who owns the topic.
+func readTopicConfigOwner(root, name string) (cfg topicConfigFile, _ topicOptions, own topicOwner, _ error) {
 	path := filepath.Join(topicDir(root, name), topicConfig)
-	text, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return cfg, topicOptions{}, fmt.Errorf("%w: topic %q in %s", diaspora.ErrTopicNotFound, name, root)
+		return cfg, topicOptions{}, own, fmt.Errorf("%w: topic %q in %s", diaspora.ErrTopicNotFound, name, root)
 	}
 	if err != nil {
-		return cfg, topicOptions{}, fmt.Errorf("shm driver: open topic %q: %w", name, err)
+		return cfg, topicOptions{}, own, fmt.Errorf("shm driver: open topic %q: %w", name, err)
 	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			own = topicOwner{UID: sys.Uid, GID: sys.Gid}
+		}
+	}
+	text, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return cfg, topicOptions{}, own, fmt.Errorf("shm driver: open topic %q: %w", name, err)
+	}
+	cfg, opts, err := parseTopicConfig(path, name, text)
+	return cfg, opts, own, err
+}
+
+// parseTopicConfig checks the text of topic.json.
+func parseTopicConfig(path, name string, text []byte) (topicConfigFile, topicOptions, error) {
+	var cfg topicConfigFile
 	if err := json.Unmarshal(text, &cfg); err != nil {
 		return cfg, topicOptions{}, fmt.Errorf("shm driver: topic %q: %s is damaged: %v", name, path, err)
 	}

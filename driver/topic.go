@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 
 	"github.com/diaspora-shm/diaspora"
+	"github.com/diaspora-shm/diaspora/ring"
+	"github.com/diaspora-shm/diaspora/shm"
 )
 
 // topicState is an open topic: its config, plug-ins rebuilt from the
@@ -17,6 +20,7 @@ type topicState struct {
 	name  string
 	cfg   topicConfigFile
 	opts  topicOptions
+	owner topicOwner
 	infos []diaspora.PartitionInfo
 	parts []*partition
 
@@ -32,11 +36,11 @@ type topicState struct {
 type closer interface{ Close() error }
 
 func openTopicState(d *Driver, name string) (*topicState, error) {
-	cfg, opts, err := readTopicConfig(d.opts.RootPath, name)
+	cfg, opts, owner, err := readTopicConfigOwner(d.opts.RootPath, name)
 	if err != nil {
 		return nil, err
 	}
-	t := &topicState{d: d, name: name, cfg: cfg, opts: opts, clients: map[closer]struct{}{}}
+	t := &topicState{d: d, name: name, cfg: cfg, opts: opts, owner: owner, clients: map[closer]struct{}{}}
 	if t.validator, err = diaspora.ValidatorFromMetadata(metadataOrEmpty(cfg.Validator)); err != nil {
 		return nil, fmt.Errorf("topic %q: validator: %w", name, err)
 	}
@@ -69,6 +73,17 @@ func openTopicState(d *Driver, name string) (*topicState, error) {
 	return t, nil
 }
 
+// ringTrust says which ring files in the shared shm directory are this
+// topic's: owned by its owner (or by us), or of its group when its mode
+// shares it with one, and no wider than its mode.
+func ringTrust(opts topicOptions, owner topicOwner) shm.Trust {
+	tr := shm.Trust{Owners: []uint32{owner.UID}, Perm: opts.Mode}
+	if opts.Mode&0o060 != 0 {
+		tr.Groups = []uint32{owner.GID}
+	}
+	return tr
+}
+
 func metadataOrEmpty(b []byte) diaspora.Metadata {
 	if len(b) == 0 {
 		return diaspora.Metadata{}
@@ -93,11 +108,13 @@ func (t *topicState) PartitionSelector() diaspora.PartitionSelectorInterface {
 
 // MarkAsComplete ends the stream: it is recorded durably in the topic's
 // directory and flagged in every ring, waking every sleeping consumer.
-func (t *topicState) MarkAsComplete() error {
+func (t *topicState) MarkAsComplete() (err error) {
 	// The rings are unmapped once the topic is closed: hold t.mu so that
 	// close cannot run meanwhile.
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	defer debug.SetPanicOnFault(armFaults())
+	defer recoverFault(&err, stringer(fmt.Sprintf("topic %q", t.name)))
 	if t.closed {
 		return fmt.Errorf("%w: topic %q", diaspora.ErrClosed, t.name)
 	}
@@ -149,12 +166,15 @@ func (t *topicState) close() error {
 }
 
 // DeleteTopic removes a topic's directory and its rings. Unless force is
-// set it refuses while a live process is attached to one of its rings.
+// set it refuses while a live process (producer, consumer or archiver) is
+// attached to one of its rings. Each ring is marked deleted before its file
+// is removed, so processes still using it get an error from their next
+// push, pull or wait instead of streaming into a file nobody opens again.
 func DeleteTopic(d *Driver, name string, force bool) error {
 	if err := validTopicName(name); err != nil {
 		return err
 	}
-	cfg, opts, err := readTopicConfig(d.opts.RootPath, name)
+	cfg, opts, owner, err := readTopicConfigOwner(d.opts.RootPath, name)
 	if err != nil {
 		return err
 	}
@@ -164,21 +184,40 @@ func DeleteTopic(d *Driver, name string, force bool) error {
 	if open {
 		return fmt.Errorf("%w: topic %q is open in this process", diaspora.ErrInvalidArgument, name)
 	}
+	trust := ringTrust(opts, owner)
 	var rings []string
 	for p := 0; p < opts.NumPartitions; p++ {
 		ringName := ringFileName(d.opts.RootPath, cfg.ID, p)
 		rings = append(rings, ringName)
 		if !force {
-			if users, err := liveRingUsers(filepath.Join(d.opts.ShmPath, ringName)); err != nil {
+			if users, err := liveRingUsers(filepath.Join(d.opts.ShmPath, ringName), trust); err != nil {
 				return err
 			} else if len(users) > 0 {
 				return fmt.Errorf("%w: topic %q partition %d is in use by %v (use force to delete anyway)", diaspora.ErrInvalidArgument, name, p, users)
 			}
 		}
 	}
-	for _, r := range rings {
-		os.Remove(filepath.Join(d.opts.ShmPath, r))
-		os.Remove(filepath.Join(d.opts.ShmPath, ringInfoName(r)))
+	for _, rn := range rings {
+		markRingDeleted(d.opts.ShmPath, rn, trust)
+		os.Remove(filepath.Join(d.opts.ShmPath, rn))
+		os.Remove(filepath.Join(d.opts.ShmPath, ringInfoName(rn)))
 	}
 	return os.RemoveAll(topicDir(d.opts.RootPath, name))
+}
+
+// markRingDeleted sets the deleted flag of a ring that is the topic's; a
+// damaged or missing one has nobody to tell.
+func markRingDeleted(shmPath, name string, trust shm.Trust) {
+	r, err := ring.Open(shmPath, name, trust)
+	if err != nil {
+		return
+	}
+	defer r.Close()
+	defer debug.SetPanicOnFault(armFaults())
+	defer func() {
+		if r := recover(); r != nil {
+			faultError(r, stringer(name)) // truncated meanwhile: nobody left to tell
+		}
+	}()
+	r.MarkDeleted()
 }

@@ -18,6 +18,7 @@ var (
 	ErrTooOld      = errors.New("ring: position or ID no longer in the ring")
 	ErrComplete    = errors.New("ring: marked as complete")
 	ErrDeleted     = errors.New("ring: its topic was deleted")
+	ErrNameInUse   = errors.New("ring: name in use by another reader")
 
 	errArch = errors.New("ring: unsupported architecture (needs amd64 CMPXCHG16B)")
 )

@@ -350,7 +350,9 @@ func (rd *Reader) stuckClaimed(pos, w0, w1, cl uint64, mayAbandon bool) bool {
 // whole gap could hide such a claim: see FORMAT.md.)
 func (rd *Reader) stuckUnwritten(pos, tail uint64) bool {
 	now := time.Now()
-	if rd.markStuck(pos, now) < time.Duration(rd.r.abandon.Load()) {
+	// A producer takes nanoseconds from its tail CAS to its header CAS; a
+	// longer claim timeout is for claims whose header says who holds them.
+	if rd.markStuck(pos, now) < min(time.Duration(rd.r.abandon.Load()), DefaultAbandonTimeout) {
 		return false
 	}
 	r := rd.r

@@ -3,7 +3,10 @@ package ring
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"hash/fnv"
+	"io"
 	"math/bits"
 	"os"
 	"sync/atomic"
@@ -225,6 +228,24 @@ func (r *Ring) Close() error {
 
 // Path returns the ring file's path.
 func (r *Ring) Path() string { return r.path }
+
+// LockName takes the ring's lock of a reader name: while one holder (in any
+// process) has it, LockName of the same name fails with ErrNameInUse.
+// Closing the returned file releases it, as does the death of the process.
+// Names are locked at a byte offset past the ring's end derived from a
+// 61-bit hash of the name.
+func (r *Ring) LockName(name string) (io.Closer, error) {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	f, err := r.m.LockRange(1<<62 | int64(h.Sum64()&(1<<61-1)))
+	if errors.Is(err, shm.ErrRangeLocked) {
+		return nil, fmt.Errorf("%w: %q in %s", ErrNameInUse, name, r.path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
 
 // Owner says who owned the ring file, and its mode, when it was mapped.
 func (r *Ring) Owner() shm.FileOwner { return r.m.Owner() }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,10 +32,11 @@ func TryLock(dir string) (*Lock, error) {
 	_, fileMode := modesOf(dir)
 	// flock needs no write access: read-only, another user of a shared
 	// directory can take the lock of a file it did not create.
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, fileMode)
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|syscall.O_NOFOLLOW, fileMode)
 	if err != nil {
 		return nil, err
 	}
+	fixMode(f, fileMode)
 	// flock locks belong to the open file description, so a second open of
 	// the same file in this process conflicts too.
 	for {
@@ -56,6 +58,22 @@ func TryLock(dir string) (*Lock, error) {
 	}
 	return &Lock{f: f}, nil
 }
+
+// fixMode gives a file this user owns exactly mode: the umask trimmed what
+// it was created with, and a lock file of a topic shared with a group must
+// be the group's to open.
+func fixMode(f *os.File, mode os.FileMode) {
+	st, err := f.Stat()
+	if err != nil || st.Mode().Perm() == mode {
+		return
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) == os.Geteuid() {
+		f.Chmod(mode)
+	}
+}
+
+// FixMode is fixMode for the driver's own lock files.
+func FixMode(f *os.File, mode os.FileMode) { fixMode(f, mode) }
 
 // Unlock releases the lock. The LOCK file stays: removing it would let two
 // processes lock different inodes.

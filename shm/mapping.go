@@ -43,6 +43,7 @@ func ValidName(name string) error {
 type Mapping struct {
 	path  string
 	owner FileOwner
+	f     *os.File // kept open: LockRange opens the same file again through it
 	mu    sync.Mutex
 	m     mmap.MMap
 	b     []byte
@@ -64,7 +65,12 @@ func Create(dir, name string, size int, perm os.FileMode, gid int) (*Mapping, er
 	if err != nil {
 		return nil, fmt.Errorf("shm: create: %w", err)
 	}
-	defer f.Close()
+	keep := false
+	defer func() {
+		if !keep {
+			f.Close()
+		}
+	}()
 	// The umask may have narrowed perm; the caller asked for exactly perm.
 	if err := f.Chmod(perm); err != nil {
 		os.Remove(path)
@@ -93,7 +99,8 @@ func Create(dir, name string, size int, perm os.FileMode, gid int) (*Mapping, er
 		return nil, fmt.Errorf("shm: create: map %s: %w", path, err)
 	}
 	prefault(m)
-	return &Mapping{path: path, owner: ownerOf(&st), m: m, b: []byte(m)}, nil
+	keep = true
+	return &Mapping{path: path, owner: ownerOf(&st), f: f, m: m, b: []byte(m)}, nil
 }
 
 // prefault faults every page of a fresh mapping in, so the first writer does
@@ -120,7 +127,12 @@ func Open(dir, name string, t Trust) (*Mapping, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shm: open: %w", err)
 	}
-	defer f.Close()
+	keep := false
+	defer func() {
+		if !keep {
+			f.Close()
+		}
+	}()
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("shm: open: %w", err)
@@ -133,7 +145,45 @@ func Open(dir, name string, t Trust) (*Mapping, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shm: open: map %s: %w", path, err)
 	}
-	return &Mapping{path: path, owner: ownerOf(&st), m: m, b: []byte(m)}, nil
+	keep = true
+	return &Mapping{path: path, owner: ownerOf(&st), f: f, m: m, b: []byte(m)}, nil
+}
+
+// ErrRangeLocked is what LockRange returns when another holder has the byte.
+var ErrRangeLocked = errors.New("shm: locked by another holder")
+
+// LockRange takes an exclusive lock on byte off of the mapped file (off may
+// lie past its end) through a new open file description of the same file,
+// so that two locks of one process conflict just as those of two processes
+// do (open file description locks, F_OFD_SETLK). Closing the returned file
+// releases the lock; so does the death of the process. A lock already held
+// gives ErrRangeLocked.
+func (m *Mapping) LockRange(off int64) (*os.File, error) {
+	m.mu.Lock()
+	f := m.f
+	m.mu.Unlock()
+	if f == nil {
+		return nil, fmt.Errorf("shm: lock %s: closed", m.path)
+	}
+	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("shm: lock %s: reopen: %w", m.path, err)
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: off, Len: 1}
+	for {
+		err = unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		if err == unix.EAGAIN || err == unix.EACCES {
+			return nil, fmt.Errorf("%w: %s byte %d", ErrRangeLocked, m.path, off)
+		}
+		return nil, fmt.Errorf("shm: lock %s: %w", m.path, err)
+	}
+	return os.NewFile(uintptr(fd), m.path), nil
 }
 
 // Owner says who owned the file, and with which mode, when it was mapped.
@@ -159,6 +209,10 @@ func (m *Mapping) Close() error {
 	}
 	b := m.b
 	m.m, m.b = nil, nil
+	if m.f != nil {
+		m.f.Close()
+		m.f = nil
+	}
 	_, err := unix.MmapPtr(-1, 0, unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b)),
 		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED|unix.MAP_NORESERVE)
 	if err != nil {

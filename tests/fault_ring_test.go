@@ -151,7 +151,8 @@ func TestFaultRingWrongSizeOrVersion(t *testing.T) {
 		{"half size", "file size", func(p string) error { st, _ := os.Stat(p); return os.Truncate(p, st.Size()/2) }},
 		{"one page more", "file size", func(p string) error { st, _ := os.Stat(p); return os.Truncate(p, st.Size()+4096) }},
 		{"empty", "size 0", func(p string) error { return os.Truncate(p, 0) }},
-		{"version 2", "version 2", func(p string) error { return patch(p, ring.OffVersion, []byte{2, 0, 0, 0}) }},
+		{"next version", fmt.Sprintf("version %d", ring.Version+1), func(p string) error { return patch(p, ring.OffVersion, []byte{ring.Version + 1, 0, 0, 0}) }},
+		{"version 1", "version 1", func(p string) error { return patch(p, ring.OffVersion, []byte{1, 0, 0, 0}) }},
 		{"other magic", "magic", func(p string) error { return patch(p, ring.OffMagic, []byte("NOTARING")) }},
 	}
 	for _, tc := range cases {
