@@ -315,9 +315,14 @@ func (p *partition) contendForArchiver() {
 					p.topic.d.logger.Error("archiver stopped, retrying", "topic", p.topic.name, "partition", p.index, "err", err)
 				}
 			}
-		} else if !errors.Is(err, segment.ErrLocked) && !logged {
-			p.topic.d.logger.Error("cannot take the archiver lock", "topic", p.topic.name, "partition", p.index, "err", err)
-			logged = true
+		} else if !errors.Is(err, segment.ErrLocked) {
+			// Pushes that wait for the log say why it does not come.
+			err = fmt.Errorf("take the archiver lock of %s: %w", p, err)
+			p.archiveErr.Store(&err)
+			if !logged {
+				p.topic.d.logger.Error("cannot take the archiver lock", "topic", p.topic.name, "partition", p.index, "err", err)
+				logged = true
+			}
 		}
 		select {
 		case <-p.stop:

@@ -60,6 +60,20 @@ func runFaultChild(role string) int {
 	if role == "intruder" {
 		return runIntruder(opts)
 	}
+	if role == "create" {
+		// Creates DSHM_TOPIC with the options DSHM_TOPIC_OPTS.
+		d, err := diaspora.NewDriver("shm", opts)
+		if err == nil {
+			err = d.CreateTopic(os.Getenv("DSHM_TOPIC"), diaspora.MustMetadata(os.Getenv("DSHM_TOPIC_OPTS")))
+			d.Close()
+		}
+		if err != nil {
+			say("error %s", strings.ReplaceAll(err.Error(), "\n", " "))
+			return 2
+		}
+		say("closed")
+		return 0
+	}
 	d, err := diaspora.NewDriver("shm", opts)
 	if err != nil {
 		say("error %v", err)

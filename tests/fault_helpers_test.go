@@ -202,7 +202,13 @@ type proc struct {
 // spawn starts a child. env adds to the parent's environment.
 func spawn(t testing.TB, role, name string, inc int, env []string, cred *syscall.Credential, onLine func(*proc, string)) *proc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	return spawnBin(t, os.Args[0], role, name, inc, env, cred, onLine)
+}
+
+// spawnBin is spawn of the test binary at bin (a copy other users reach).
+func spawnBin(t testing.TB, bin, role, name string, inc int, env []string, cred *syscall.Credential, onLine func(*proc, string)) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, "-test.run=^$")
 	cmd.Env = append(os.Environ(), faultRoleEnv+"="+role, "DSHM_NAME="+name, fmt.Sprintf("DSHM_INC=%d", inc))
 	cmd.Env = append(cmd.Env, env...)
 	if cred != nil {

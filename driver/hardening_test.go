@@ -1,0 +1,273 @@
+package driver_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/diaspora-shm/diaspora"
+)
+
+// ringPaths lists the ring files (not sidecars) under the driver's shm path.
+func ringPaths(t *testing.T, opts diaspora.Metadata) []string {
+	t.Helper()
+	var o struct {
+		Shm string `json:"shm_path"`
+	}
+	if err := opts.Decode(&o); err != nil {
+		t.Fatal(err)
+	}
+	all, _ := filepath.Glob(filepath.Join(o.Shm, "dshm.*"))
+	var out []string
+	for _, p := range all {
+		if !strings.HasSuffix(p, ".json") && !strings.Contains(p, ".tmp-") {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// within fails the test if f does not return within d: what is tested
+// must never hang.
+func within(t *testing.T, d time.Duration, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); f() }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s did not return within %v", what, d)
+	}
+}
+
+// A ring truncated under a zero-copy consumer: every entry point gives an
+// error or returns, none dies of SIGBUS, and the consumer's lock is never
+// left held (Acknowledge's fault used to leave it locked, hanging every
+// later Pull and Close).
+func TestTruncatedRingEveryEntryPointReturns(t *testing.T) {
+	d, opts := newDriver(t)
+	th := createTopic(t, d, "t", `{"durability":"none","ring_size":"64KiB"}`)
+	p, err := th.Producer("p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := th.Consumer("c", diaspora.FullDataSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := p.Push(diaspora.MustMetadata(`{"i":1}`), diaspora.DataView{make([]byte, 100)}).Wait(time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev, err := c.Pull().Wait(time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rings := ringPaths(t, opts)
+	if len(rings) != 1 {
+		t.Fatalf("want one ring, got %v", rings)
+	}
+	if err := os.Truncate(rings[0], 4096); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 5*time.Second, "Acknowledge", func() {
+		if err := ev.Acknowledge(); err == nil {
+			t.Log("Acknowledge of an event of a truncated ring: nil (its position is on disk)")
+		}
+	})
+	within(t, 5*time.Second, "Pull().Wait", func() {
+		if _, err := c.Pull().Wait(200 * time.Millisecond); err == nil {
+			t.Error("Pull on a truncated ring: want an error")
+		}
+	})
+	within(t, 5*time.Second, "Push", func() {
+		if _, err := p.Push(diaspora.MustMetadata(`{}`), nil).Wait(time.Second); err == nil {
+			t.Error("Push into a truncated ring: want an error")
+		}
+	})
+	within(t, 5*time.Second, "Claim", func() {
+		if cl, err := p.Claim(diaspora.MustMetadata(`{}`), 10); err == nil {
+			cl.Abort()
+			t.Error("Claim in a truncated ring: want an error")
+		}
+	})
+	within(t, 5*time.Second, "Flush", func() { p.Flush().Wait(time.Second) })
+	if err := os.Truncate(rings[0], 0); err != nil { // the header too, now
+		t.Fatal(err)
+	}
+	within(t, 5*time.Second, "MarkAsComplete", func() {
+		if err := th.MarkAsComplete(); err == nil {
+			t.Error("MarkAsComplete of a ring truncated to nothing: want an error")
+		}
+	})
+	within(t, 5*time.Second, "Consumer.Close", func() { c.Close() })
+	within(t, 5*time.Second, "Producer.Close", func() { p.Close() })
+	within(t, 5*time.Second, "Driver.Close", func() { d.Close() })
+}
+
+// A selector that fails (or panics) on an event does not lose it: the
+// next Pull delivers the same event, and nothing after it comes first.
+func TestFailedDeliveryIsDeliveredAgain(t *testing.T) {
+	for _, mode := range []string{"error", "panic"} {
+		t.Run(mode, func(t *testing.T) {
+			d, _ := newDriver(t)
+			th := createTopic(t, d, "t", `{"durability":"none","ring_size":"1MiB"}`)
+			p, _ := th.Producer("p")
+			for i := 0; i < 3; i++ {
+				if _, err := p.Push(diaspora.MustMetadata(`{"i":`+string(rune('0'+i))+`}`), diaspora.DataView{[]byte("data")}).Wait(time.Second); err != nil {
+					t.Fatal(err)
+				}
+			}
+			failed := false
+			sel := diaspora.DataSelector(func(md diaspora.Metadata, dd diaspora.DataDescriptor) (diaspora.DataDescriptor, error) {
+				if md.Dump() == `{"i":1}` && !failed {
+					failed = true
+					if mode == "panic" {
+						panic("selector bug")
+					}
+					return diaspora.DataDescriptor{}, errors.New("selector says no")
+				}
+				return dd, nil
+			})
+			c, err := th.Consumer("c", sel, diaspora.BytesAllocator)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []diaspora.EventID
+			for len(got) < 3 {
+				ev, err := c.Pull().Wait(time.Second)
+				if err != nil {
+					if !failed || !strings.Contains(err.Error(), "event 1") {
+						t.Fatalf("unexpected error %v", err)
+					}
+					t.Logf("failed delivery: %v", err)
+					continue
+				}
+				got = append(got, ev.ID())
+				if err := ev.Acknowledge(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got[0] != 0 || got[1] != 1 || got[2] != 2 {
+				t.Fatalf("want events 0, 1, 2 in order after the failed delivery of 1, got %v", got)
+			}
+		})
+	}
+}
+
+// One name is one cursor: a second live consumer of a name on a partition
+// is refused while the first is open, and allowed once it closed.
+func TestSecondConsumerOfANameIsRefused(t *testing.T) {
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "t", `{"durability":"none","num_partitions":2}`)
+	c1, err := th.Consumer("ana")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := th.Consumer("ana"); !errors.Is(err, diaspora.ErrInvalidArgument) || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second consumer of a name: want ErrInvalidArgument naming the holder, got %v", err)
+	}
+	if _, err := th.Consumer("ana", diaspora.Targets{1}); err == nil {
+		t.Fatal("second consumer of a name on partition 1, which the first reads too: want an error")
+	}
+	other, err := th.Consumer("other")
+	if err != nil {
+		t.Fatalf("consumer of another name: %v", err)
+	}
+	other.Close()
+	c1.Close()
+	c2, err := th.Consumer("ana")
+	if err != nil {
+		t.Fatalf("consumer of the name after the first closed: %v", err)
+	}
+	c2.Close()
+	split1, err := th.Consumer("split", diaspora.Targets{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer split1.Close()
+	split2, err := th.Consumer("split", diaspora.Targets{1})
+	if err != nil {
+		t.Fatalf("consumers of one name on different partitions: %v", err)
+	}
+	split2.Close()
+}
+
+// Zero-copy views kept after their driver closed read zeros; they never
+// fault.
+func TestZeroCopyViewAfterDriverCloseDoesNotCrash(t *testing.T) {
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "t", `{"durability":"none","ring_size":"64KiB"}`)
+	p, _ := th.Producer("p")
+	if _, err := p.Push(diaspora.MustMetadata(`{}`), diaspora.DataView{[]byte("frame bytes")}).Wait(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := th.Consumer("c", diaspora.FullDataSelector)
+	ev, err := c.Pull().Wait(time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := ev.Data()
+	if string(view.Bytes()) != "frame bytes" {
+		t.Fatalf("view before close: %q", view.Bytes())
+	}
+	c.Close()
+	d.Close()
+	if b := view.Bytes(); string(b) != strings.Repeat("\x00", len("frame bytes")) {
+		t.Fatalf("view after the driver closed: want zeros, got %q", b)
+	}
+}
+
+// After MarkAsComplete no event may be pushed: it would follow the end.
+func TestPushAfterMarkAsCompleteIsRefused(t *testing.T) {
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "t", `{"durability":"none"}`)
+	p, _ := th.Producer("p")
+	if err := th.MarkAsComplete(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Push(diaspora.MustMetadata(`{}`), nil).Wait(time.Second); err == nil || !strings.Contains(err.Error(), "complete") {
+		t.Fatalf("push after MarkAsComplete: want an error saying the topic is complete, got %v", err)
+	}
+	if _, err := p.Claim(diaspora.MustMetadata(`{}`), 8); err == nil {
+		t.Fatal("claim after MarkAsComplete: want an error")
+	}
+}
+
+// A claim held past claim_timeout: readers move on, its commit fails and
+// writes nothing; Close of a producer whose claim is still open says what
+// it dropped.
+func TestClaimPastClaimTimeout(t *testing.T) {
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "t", `{"durability":"none","ring_size":"64KiB","claim_timeout":"100ms"}`)
+	p, _ := th.Producer("p")
+	late, err := p.Claim(diaspora.MustMetadata(`{"late":1}`), 8000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Push(diaspora.MustMetadata(`{"after":1}`), nil).Wait(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := th.Consumer("c")
+	ev, err := c.Pull().Wait(5 * time.Second)
+	if err != nil || ev.Metadata().Dump() != `{"after":1}` {
+		t.Fatalf("the event after a claim held past claim_timeout: %v %v", ev.Metadata().Dump(), err)
+	}
+	if _, err := late.Commit().Wait(time.Second); err == nil {
+		t.Fatal("commit past claim_timeout: want an error")
+	} else {
+		t.Logf("late commit: %v", err)
+	}
+	open, err := p.Claim(diaspora.MustMetadata(`{"open":1}`), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = open
+	if err := p.Close(); err == nil || !strings.Contains(err.Error(), "aborted 1 claim") {
+		t.Fatalf("Close with a claim still open: want an error saying it aborted 1 claim, got %v", err)
+	}
+}
