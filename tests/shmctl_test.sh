@@ -146,6 +146,38 @@ ctl consume events --name fresh >"$TMP/out"
 check "a new consumer reads all 1001 events from the log after clean" test "$(wc -l <"$TMP/out")" -eq 1001
 check "the events read from the log are intact" cmp <(head -n 1000 "$TMP/out") "$TMP/consumed"
 
+# --- ring clean keeps a ring when it cannot tell the root is gone -------------
+# A topic of durability none: its ring holds the only copy of its events.
+ctl topic create --name volatile --topic.durability none --topic.ring_size 64KiB </dev/null
+seq 5 | ctl produce volatile
+CFG=$ROOT/topics/volatile/topic.json
+cp -p "$CFG" "$TMP/volatile.json"
+VRING=$(ctl ring ls | awk '$2 == "volatile" { print $1 }')
+check "the topic of durability none has a ring" test -n "$VRING" -a -e "$SHM/$VRING"
+printf '{"name":"volatile", damaged' >"$CFG"
+ctl ring ls >"$TMP/out"
+check "ring ls marks the ring of an unreadable topic config root unknown" grep -qE '^dshm\.[^ ]+ +volatile \(root unknown\) ' "$TMP/out"
+check "ring ls says why the root is unknown" grep -qE '^note: dshm\.[^ ]+: root unknown: .*topic\.json is damaged' "$TMP/out"
+ctl ring ls --json >"$TMP/out"
+check "ring ls --json gives the reason" grep -qF '"root_error": "shm driver: topic \"volatile\": ' "$TMP/out"
+ctl ring clean --dry-run >"$TMP/out"
+check "ring clean --dry-run keeps it and says why" grep -qE '^kept dshm\..* \(topic volatile partition 0\): cannot tell whether root .* still holds this topic' "$TMP/out"
+ctl ring clean --force >"$TMP/out"
+check "ring clean --force keeps it" grep -qE '^kept dshm\..* \(topic volatile partition 0\): cannot tell' "$TMP/out"
+check "ring clean left the ring and its sidecar" test -e "$SHM/$VRING" -a -e "$SHM/$VRING.json"
+cp -p "$TMP/volatile.json" "$CFG"
+ctl consume volatile --name after-clean >"$TMP/out"
+check "the 5 events of the kept ring are consumable after clean" \
+	test "$(cut -d, -f3 "$TMP/out" | tr '\n' ' ')" = '"metadata":"1" "metadata":"2" "metadata":"3" "metadata":"4" "metadata":"5" '
+# Proof that the root no longer holds the topic (ENOENT) still means gone.
+mv "$ROOT/topics/volatile" "$TMP/volatile-dir"
+ctl ring ls >"$TMP/out"
+check "ring ls marks the ring of a vanished topic root gone" grep -qE '^dshm\.[^ ]+ +volatile \(root gone\) ' "$TMP/out"
+ctl ring clean >"$TMP/out"
+check "ring clean removes the ring of a vanished topic" grep -qE '^removed dshm\..* \(topic volatile partition 0\): root .* no longer holds' "$TMP/out"
+mv "$TMP/volatile-dir" "$ROOT/topics/volatile"
+ctl topic delete volatile
+
 # --- topic complete and delete -----------------------------------------------
 ctl topic complete events
 "$BIN" --root "$ROOT" --shm "$SHM" consume events --name after-complete --follow --from latest >"$TMP/out" &
