@@ -109,6 +109,9 @@ check "produce -v prints the event ID" grep -qx '1000' "$TMP/out"
 ctl consume events --name reader --ack --data >"$TMP/out"
 check "consume --data gives the data base64" \
 	grep -qxF '{"id":1000,"partition":0,"metadata":{"i":1001},"data_size":2,"data":"eAo="}' "$TMP/out"
+ctl consume events --name sizes >"$TMP/out"
+check "consume without --data gives the real data_size, from the ring" \
+	grep -qxF '{"id":1000,"partition":0,"metadata":{"i":1001},"data_size":2}' <(tail -n 1 "$TMP/out")
 
 # --- a consumer killed with SIGKILL shows as dead ----------------------------
 "$BIN" --root "$ROOT" --shm "$SHM" consume events --name follower --follow --from latest >/dev/null 2>&1 &
@@ -145,6 +148,8 @@ check "ring clean removed the sidecars" test "$(find "$SHM" -maxdepth 1 -name 'd
 ctl consume events --name fresh >"$TMP/out"
 check "a new consumer reads all 1001 events from the log after clean" test "$(wc -l <"$TMP/out")" -eq 1001
 check "the events read from the log are intact" cmp <(head -n 1000 "$TMP/out") "$TMP/consumed"
+check "consume without --data gives the real data_size, from the log" \
+	grep -qxF '{"id":1000,"partition":0,"metadata":{"i":1001},"data_size":2}' <(tail -n 1 "$TMP/out")
 
 # --- ring clean keeps a ring when it cannot tell the root is gone -------------
 # A topic of durability none: its ring holds the only copy of its events.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -46,7 +47,8 @@ func (a *app) newConsumeCmd() *cobra.Command {
 
   {"id":12,"partition":0,"metadata":{...},"data_size":4096}
 
---data adds the event's data, base64 encoded, as "data". Without --follow it
+"data_size" is the size of the event's data, whether --data is given or
+not; --data adds the data itself, base64 encoded, as "data". Without --follow it
 stops once no event came for --timeout (default 1s); with --follow it waits
 for more until interrupted. It also stops at the end of a complete topic and
 after -n events. --ack acknowledges what was printed, so that the consumer
@@ -79,8 +81,13 @@ starts (earliest or latest).`,
 				}
 				cargs = append(cargs, opts)
 			}
+			sizes := newDataSizes()
 			if withData {
 				cargs = append(cargs, diaspora.FullDataSelector, diaspora.BytesAllocator)
+			} else {
+				// Select nothing, but learn each event's data size. With an
+				// allocator the consumer copies, so it pins no ring space.
+				cargs = append(cargs, diaspora.DataSelector(sizes.selector), diaspora.BytesAllocator)
 			}
 			c, err := t.Consumer(name, cargs...)
 			if err != nil {
@@ -88,7 +95,7 @@ starts (earliest or latest).`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			err = a.consume(ctx, c, consumeOptions{data: withData, follow: follow, ack: ack, limit: limit, timeout: timeout})
+			err = a.consume(ctx, c, consumeOptions{sizes: sizes, data: withData, follow: follow, ack: ack, limit: limit, timeout: timeout})
 			if cerr := c.Close(); err == nil && cerr != nil {
 				err = cerr
 			}
@@ -110,6 +117,7 @@ starts (earliest or latest).`,
 }
 
 type consumeOptions struct {
+	sizes             *dataSizes
 	data, follow, ack bool
 	limit             uint64
 	timeout           time.Duration
@@ -159,6 +167,9 @@ func (a *app) consume(ctx context.Context, c diaspora.Consumer, o consumeOptions
 		line := eventLine{ID: ev.ID(), Partition: partitionOf(ev), Metadata: json.RawMessage(ev.Metadata().Bytes())}
 		dv := ev.Data()
 		line.DataSize = dv.Size()
+		if n, ok := o.sizes.take(ev.Metadata()); ok && !o.data {
+			line.DataSize = n
+		}
 		if o.data {
 			enc := base64.StdEncoding.EncodeToString(dv.Bytes())
 			line.Data = &enc
@@ -213,4 +224,52 @@ func partitionOf(ev diaspora.Event) int {
 		return -1
 	}
 	return info.ID
+}
+
+// dataSizes is a DataSelector that selects no data and remembers the size of
+// each event's data, for consume without --data. The size is found again by
+// the event's metadata, which the driver hands to the selector and then to
+// the event: its buffer's address is the key.
+type dataSizes struct {
+	mu sync.Mutex
+	m  map[*byte][]int
+}
+
+func newDataSizes() *dataSizes { return &dataSizes{m: map[*byte][]int{}} }
+
+func metaKey(md diaspora.Metadata) *byte {
+	b := md.Bytes()
+	if len(b) == 0 {
+		return nil
+	}
+	return &b[0]
+}
+
+func (s *dataSizes) selector(md diaspora.Metadata, d diaspora.DataDescriptor) (diaspora.DataDescriptor, error) {
+	k := metaKey(md)
+	s.mu.Lock()
+	s.m[k] = append(s.m[k], d.Size())
+	s.mu.Unlock()
+	return diaspora.DataDescriptor{}, nil
+}
+
+// take returns, and forgets, the data size recorded for md.
+func (s *dataSizes) take(md diaspora.Metadata) (int, bool) {
+	if s == nil {
+		return 0, false
+	}
+	k := metaKey(md)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.m[k]
+	if len(q) == 0 {
+		return 0, false
+	}
+	n := q[0]
+	if len(q) == 1 {
+		delete(s.m, k)
+	} else {
+		s.m[k] = q[1:]
+	}
+	return n, true
 }
