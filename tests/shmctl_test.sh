@@ -183,6 +183,19 @@ check "ring clean removes the ring of a vanished topic" grep -qE '^removed dshm\
 mv "$TMP/volatile-dir" "$ROOT/topics/volatile"
 ctl topic delete volatile
 
+# --- a corrupt ring is an error for ring inspect -----------------------------
+ctl topic create --name broken --topic.durability none --topic.ring_size 64KiB </dev/null
+echo one | ctl produce broken
+BRING=$(ctl ring ls | awk '$2 == "broken" { print $1 }')
+check "the topic to corrupt has a ring" test -n "$BRING" -a -e "$SHM/$BRING"
+printf 'garbage!garbage!' | dd of="$SHM/$BRING" conv=notrunc status=none
+expect_fail "ring inspect of a corrupt ring" "$BRING" ctl ring inspect broken/0
+expect_fail "ring inspect of a corrupt ring by its name" "$BRING" ctl ring inspect "$BRING"
+expect_fail "ring inspect --json of a corrupt ring" "$BRING" ctl ring inspect broken --json
+ctl ring ls >"$TMP/out"
+check "ring ls lists the corrupt ring with its error, and exits 0" grep -qE "^$BRING +broken +0 +- .*error: " "$TMP/out"
+ctl topic delete broken --force
+
 # --- topic complete and delete -----------------------------------------------
 ctl topic complete events
 "$BIN" --root "$ROOT" --shm "$SHM" consume events --name after-complete --follow --from latest >"$TMP/out" &

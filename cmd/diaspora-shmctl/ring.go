@@ -135,7 +135,8 @@ func (a *app) newRingLsCmd() *cobra.Command {
 and partition, its size, its fill (bytes between the oldest pinned position and
 the tail), the producer's tail position and next event ID, the archived
 position, and the processes attached (readers and archiver), each marked alive
-or dead. A ring whose root no longer holds its topic is marked "root gone"
+or dead. A ring that cannot be opened is listed with its error; ring ls
+still exits with status 0 (ring inspect does not). A ring whose root no longer holds its topic is marked "root gone"
 (its topic config is missing, or names another topic id); one whose topic
 config cannot be read (permissions, I/O error, damage) is marked "root
 unknown", and a note after the table says why.`,
@@ -367,7 +368,10 @@ func (a *app) newRingInspectCmd() *cobra.Command {
 slash), or of a ring file named as in "ring ls": version, capacity, positions,
 the archiver's pid, and every reader slot with its lag (tail - read position)
 and the bytes it pins (tail - release position), and the oldest position a
-live reader has not released.`,
+live reader has not released.
+
+A ring that cannot be read (damaged, or not readable by this user) is shown
+with its error, and the exit status is not zero.`,
 		Example: `  diaspora-shmctl ring inspect sim
   diaspora-shmctl ring inspect sim/1
   diaspora-shmctl ring inspect dshm.3f2a9c01b7de.8e1f00aa42c1d3b9.0 --json`,
@@ -383,19 +387,32 @@ live reader has not released.`,
 				return err
 			}
 			views := make([]inspectView, 0, len(rings))
+			var bad []string
 			for _, r := range rings {
 				views = append(views, inspectRing(r))
+				if r.Err != "" {
+					bad = append(bad, r.Name+": "+oneLine(r.Err))
+				}
 			}
 			if a.jsonOut {
-				return a.printJSON(views)
-			}
-			for i, v := range views {
-				if i > 0 {
-					fmt.Fprintln(a.stdout)
-				}
-				if err := printInspect(a.stdout, v); err != nil {
+				if err := a.printJSON(views); err != nil {
 					return err
 				}
+			} else {
+				for i, v := range views {
+					if i > 0 {
+						fmt.Fprintln(a.stdout)
+					}
+					if err := printInspect(a.stdout, v); err != nil {
+						return err
+					}
+				}
+			}
+			switch {
+			case len(bad) == 1 && len(views) == 1:
+				return fmt.Errorf("ring inspect: cannot read ring %s", bad[0])
+			case len(bad) > 0:
+				return fmt.Errorf("ring inspect: cannot read %d of %d rings: %s", len(bad), len(views), strings.Join(bad, "; "))
 			}
 			return nil
 		},
