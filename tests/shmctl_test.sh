@@ -196,6 +196,32 @@ ctl ring ls >"$TMP/out"
 check "ring ls lists the corrupt ring with its error, and exits 0" grep -qE "^$BRING +broken +0 +- .*error: " "$TMP/out"
 ctl topic delete broken --force
 
+# --- consume --ack into a pipe closed early ----------------------------------
+# Events of about 1 KiB: the 256 of a batch of acknowledgements do not fit in
+# a pipe, so the reader is gone before the first batch is written whole.
+ctl topic create --name piped --topic.ring_size 4MiB </dev/null
+awk 'BEGIN { s = sprintf("%1000s", ""); gsub(/ /, "x", s); for (i = 0; i < 2000; i++) print i s }' |
+	ctl produce piped
+ctl consume piped --name head --ack 2>"$TMP/err" | head -n 3 >"$TMP/out" && st=("${PIPESTATUS[@]}") || st=("${PIPESTATUS[@]}")
+check "consume --ack | head -n 3 exits 0 (got ${st[0]})" test "${st[0]}" -eq 0
+check "consume --ack | head -n 3 is silent on stderr" test ! -s "$TMP/err"
+check "head got the first 3 events" test "$(cut -d, -f1 "$TMP/out" | tr '\n' ' ')" = '{"id":0 {"id":1 {"id":2 '
+ctl consume piped --name head --ack >"$TMP/out"
+first=$(head -n 1 "$TMP/out" | sed 's/^{"id":\([0-9]*\),.*/\1/')
+check "the next consume starts after the third event (at $first)" test "$first" -ge 3 -a "$first" -lt 2000
+check "the next consume gets every event after that, once" \
+	test "$(cut -d, -f1 "$TMP/out" | sed 's/{"id"://' | tr '\n' ' ')" = "$(seq -s ' ' "$first" 1999) "
+ctl ring ls | head -n 1 >"$TMP/out" 2>"$TMP/err" && st=("${PIPESTATUS[@]}") || st=("${PIPESTATUS[@]}")
+check "ring ls | head -n 1 exits 0 and is silent (got ${st[0]})" test "${st[0]}" -eq 0 -a ! -s "$TMP/err"
+if [[ -w /dev/full ]]; then
+	to_full() { bash -c '"$0" "$@" >/dev/full' "$BIN" --root "$ROOT" --shm "$SHM" "$@"; }
+	expect_fail "consume into a full disk" "write standard output" to_full consume piped --name full --ack -n 10
+	ctl consume piped --name full -n 1 >"$TMP/out"
+	check "what could not be written was not acknowledged" grep -q '^{"id":0,' "$TMP/out"
+	expect_fail "topic list into a full disk" "write standard output" to_full topic list
+fi
+ctl topic delete piped
+
 # --- topic complete and delete -----------------------------------------------
 ctl topic complete events
 "$BIN" --root "$ROOT" --shm "$SHM" consume events --name after-complete --follow --from latest >"$TMP/out" &

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -53,7 +52,13 @@ stops once no event came for --timeout (default 1s); with --follow it waits
 for more until interrupted. It also stops at the end of a complete topic and
 after -n events. --ack acknowledges what was printed, so that the consumer
 name resumes after it next time; --from says where a new consumer name
-starts (earliest or latest).`,
+starts (earliest or latest).
+
+Lines are written in batches. With --ack, an event is acknowledged once its
+line is wholly written to standard output. When the reader closes the pipe
+early (consume ... | head -n 3), consume acknowledges what it wrote, stops and
+exits with status 0, silently; what the pipe held that the reader did not
+read counts as written, so use -n to take an exact number of events.`,
 		Example: `  diaspora-shmctl consume sim --name ana
   diaspora-shmctl consume sim --name ana --ack --follow
   diaspora-shmctl consume sim --name peek --from latest -n 10 --data`,
@@ -123,17 +128,37 @@ type consumeOptions struct {
 	timeout           time.Duration
 }
 
-// consume prints events until the options say stop. Acknowledgements are
-// batched: the last event of each partition is acknowledged every ackEvery
-// events, before waiting, and at the end.
+// consume prints events until the options say stop. Lines are written in
+// batches; with --ack the last event of each partition whose line was
+// wholly written is acknowledged after each batch: every ackEvery events,
+// before waiting, at the end, and also when a write fails (a reader that
+// closed the pipe early), so that the name resumes after what was written.
 func (a *app) consume(ctx context.Context, c diaspora.Consumer, o consumeOptions) error {
-	out := bufio.NewWriter(a.stdout)
-	defer out.Flush()
-	toAck := map[int]diaspora.Event{}
-	unacked := 0
+	type written struct {
+		end       int // offset in buf just past the event's line
+		partition int
+		ev        diaspora.Event
+	}
+	var (
+		buf     []byte
+		lines   []written
+		toAck   = map[int]diaspora.Event{}
+		unacked int
+	)
 	flush := func() error {
-		if err := out.Flush(); err != nil {
-			return err
+		var werr error
+		if len(buf) > 0 {
+			var n int
+			n, werr = a.stdout.Write(buf)
+			for _, l := range lines {
+				if l.end > n {
+					break
+				}
+				if o.ack {
+					toAck[l.partition] = l.ev
+				}
+			}
+			buf, lines = buf[:0], lines[:0]
 		}
 		for p, ev := range toAck {
 			if err := ev.Acknowledge(); err != nil {
@@ -142,7 +167,7 @@ func (a *app) consume(ctx context.Context, c diaspora.Consumer, o consumeOptions
 			delete(toAck, p)
 		}
 		unacked = 0
-		return nil
+		return werr
 	}
 	var count uint64
 	for o.limit == 0 || count < o.limit {
@@ -159,6 +184,9 @@ func (a *app) consume(ctx context.Context, c diaspora.Consumer, o consumeOptions
 			break
 		}
 		if err != nil {
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
 			return err
 		}
 		if ev.ID() == diaspora.NoMoreEvents {
@@ -176,17 +204,17 @@ func (a *app) consume(ctx context.Context, c diaspora.Consumer, o consumeOptions
 		}
 		text, err := json.Marshal(line)
 		if err != nil {
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
 			return fmt.Errorf("event %d: %w", ev.ID(), err)
 		}
-		out.Write(text)
-		out.WriteByte('\n')
+		buf = append(append(buf, text...), '\n')
+		lines = append(lines, written{end: len(buf), partition: line.Partition, ev: ev})
 		count++
-		if o.ack {
-			toAck[line.Partition] = ev
-			if unacked++; unacked >= ackEvery {
-				if err := flush(); err != nil {
-					return err
-				}
+		if unacked++; unacked >= ackEvery || len(buf) >= 64<<10 {
+			if err := flush(); err != nil {
+				return err
 			}
 		}
 	}

@@ -51,7 +51,11 @@ The shm driver's options are root_path (default $DIASPORA_ROOT, else
 $XDG_STATE_HOME/diaspora-shm, else ~/.local/state/diaspora-shm) and shm_path
 (default /dev/shm); --root and --shm are short for them.
 
-Errors are one line on stderr, and the exit status is not zero.`
+Errors are one line on stderr, and the exit status is not zero; failing to
+write standard output is an error too. A reader that closes standard output
+early (| head) is not: the command stops printing and exits with status 0
+(consume also stops, after acknowledging what it wrote with --ack; produce
+still stores all its input).`
 
 const rootExample = `  diaspora-shmctl topic create --name sim --topic.num_partitions 4 --topic.ring_size 16MiB
   seq 1000 | diaspora-shmctl produce sim --format json
