@@ -105,7 +105,7 @@ check "consuming again under the same name gets nothing new" test ! -s "$TMP/out
 
 printf 'x\n' >"$TMP/blob"
 printf '{"i":1001}\n' | ctl produce events --format json --data-file "$TMP/blob" -v >"$TMP/out" 2>/dev/null
-check "produce -v prints the event ID" grep -qx '1000' "$TMP/out"
+check "produce -v prints the event's ID and partition" grep -qxF '{"id":1000,"partition":0}' "$TMP/out"
 ctl consume events --name reader --ack --data >"$TMP/out"
 check "consume --data gives the data base64" \
 	grep -qxF '{"id":1000,"partition":0,"metadata":{"i":1001},"data_size":2,"data":"eAo="}' "$TMP/out"
@@ -240,6 +240,20 @@ check "topic delete removes the topic" test ! -s "$TMP/out"
 ctl topic create --name strict --validator schema --validator.schema.properties.i.type integer </dev/null
 printf '{"i":1}\n{"i":"two"}\n' | expect_fail "produce of an event the validator rejects" "line 2" ctl produce strict --format json
 printf '{"i":1}\nnot json\n' | expect_fail "produce of a line that is not JSON names the line" "line 2" ctl produce strict --format json
+printf '{"i":3}\n{"i":4}\nnot json\n{"i":5}\n' | expect_fail "produce says what was stored before the bad line" \
+	"line 3: metadata \"not json\": invalid JSON" ctl produce strict --format json
+check "... and that it is the 2 events of the lines before it" grep -qF '; 2 events of the lines before it stored and flushed' "$TMP/err"
+ctl consume strict --name check-stored >"$TMP/out"
+check "the events before the bad line were stored, and none after it" \
+	test "$(cut -d, -f3 "$TMP/out" | tr '\n' ' ')" = '"metadata":{"i":1} "metadata":{"i":1} "metadata":{"i":3} "metadata":{"i":4} '
+ctl topic create --name spread --topic.num_partitions 3 </dev/null
+seq 6 | ctl produce spread -v >"$TMP/out" 2>/dev/null
+check "produce -v gives each event's partition" \
+	test "$(tr '\n' ' ' <"$TMP/out")" = '{"id":0,"partition":0} {"id":0,"partition":1} {"id":0,"partition":2} {"id":1,"partition":0} {"id":1,"partition":1} {"id":1,"partition":2} '
+ctl consume spread --name check >"$TMP/out"
+check "... the partitions that consume sees" \
+	test "$(sort "$TMP/out" | cut -d, -f1-3 | tr '\n' ' ')" = '{"id":0,"partition":0,"metadata":"1" {"id":0,"partition":1,"metadata":"2" {"id":0,"partition":2,"metadata":"3" {"id":1,"partition":0,"metadata":"4" {"id":1,"partition":1,"metadata":"5" {"id":1,"partition":2,"metadata":"6" '
+ctl topic delete spread
 expect_fail "topic create without --name" "--name" ctl topic create </dev/null
 expect_fail "an unknown driver" "nope" "$BIN" --root "$ROOT" --shm "$SHM" --driver nope topic list </dev/null
 printf '{"ring_size": "1MiB",\n  "durability": }\n' >"$TMP/bad.json"
