@@ -254,6 +254,13 @@ ctl consume spread --name check >"$TMP/out"
 check "... the partitions that consume sees" \
 	test "$(sort "$TMP/out" | cut -d, -f1-3 | tr '\n' ' ')" = '{"id":0,"partition":0,"metadata":"1" {"id":0,"partition":1,"metadata":"2" {"id":0,"partition":2,"metadata":"3" {"id":1,"partition":0,"metadata":"4" {"id":1,"partition":1,"metadata":"5" {"id":1,"partition":2,"metadata":"6" '
 ctl topic delete spread
+ctl topic create --name text </dev/null
+printf 'caf\xc3\xa9\nok\nbad \xff byte\nafter\n' | expect_fail "produce of a raw line that is not UTF-8 names the line" \
+	"line 3: not valid UTF-8 (byte 5)" ctl produce text
+ctl consume text --name check >"$TMP/out"
+check "the lines before the one not UTF-8 are stored unchanged, none after" \
+	test "$(cut -d, -f3 "$TMP/out" | tr '\n' ' ')" = '"metadata":"café" "metadata":"ok" '
+ctl topic delete text
 expect_fail "topic create without --name" "--name" ctl topic create </dev/null
 expect_fail "an unknown driver" "nope" "$BIN" --root "$ROOT" --shm "$SHM" --driver nope topic list </dev/null
 printf '{"ring_size": "1MiB",\n  "durability": }\n' >"$TMP/bad.json"

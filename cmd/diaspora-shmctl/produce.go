@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -35,8 +36,10 @@ func (a *app) newProduceCmd() *cobra.Command {
 		Long: `Push each line of standard input as an event of TOPIC.
 
 With --format raw (the default) an event's metadata is the line as a JSON
-string; with --format json the line is parsed as the metadata, blank lines are
-skipped and a line that is not JSON is an error naming its number. --data-file
+string, so a line must be valid UTF-8: one that is not is an error naming the
+line and the byte (binary belongs in --data-file). With --format json the line
+is parsed as the metadata, blank lines are skipped and a line that is not JSON
+is an error naming its number. --data-file
 attaches the bytes of a file to every event. --partition sends every event to
 one partition instead of letting the topic's partition selector choose. -v
 prints each event as it is stored, one JSON object a line:
@@ -197,6 +200,11 @@ func (a *app) produce(t diaspora.TopicHandle, p diaspora.Producer, format string
 				return stored, finish(lineNo, err)
 			}
 		} else {
+			// A JSON string holds text only: invalid UTF-8 would come out
+			// changed (U+FFFD), so it is refused.
+			if at := invalidUTF8(line); at >= 0 {
+				return stored, finish(lineNo, fmt.Errorf("not valid UTF-8 (byte %d): a raw line becomes a JSON string, which holds text only", at+1))
+			}
 			md = diaspora.StringMetadata(string(line))
 		}
 		part := partition
@@ -223,6 +231,19 @@ func (a *app) produce(t diaspora.TopicHandle, p diaspora.Producer, format string
 		prog.update(lineNo)
 	}
 	return stored, finish(0, nil)
+}
+
+// invalidUTF8 returns the offset of the first byte of b that is not valid
+// UTF-8, or -1.
+func invalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
 }
 
 // plural is "1 event", "2 events".
