@@ -222,6 +222,20 @@ if [[ -w /dev/full ]]; then
 fi
 ctl topic delete piped
 
+# --- library log records are one-line warnings --------------------------------
+ctl topic create --name torn --topic.durability sync </dev/null
+seq 3 | ctl produce torn
+SEG=$(find "$ROOT/topics/torn" -type f -name '[0-9]*' -size +0 | sort | tail -n 1)
+check "the sync topic has a log segment" test -n "$SEG"
+printf 'torn write, not a frame' >>"$SEG"
+echo 4 | ctl produce torn 2>"$TMP/err"
+check "the archiver's log record reaches stderr" grep -q 'cut torn tail of log' "$TMP/err"
+check "every log record is one line as the tool's warning" \
+	bash -c "! grep -v '^diaspora-shmctl: warning: segment: cut torn tail of log .*bytes_cut=23' '$TMP/err'"
+ctl consume torn --name check >"$TMP/out"
+check "the topic goes on after the torn tail" test "$(wc -l <"$TMP/out")" -eq 4
+ctl topic delete torn
+
 # --- topic complete and delete -----------------------------------------------
 ctl topic complete events
 "$BIN" --root "$ROOT" --shm "$SHM" consume events --name after-complete --follow --from latest >"$TMP/out" &

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -40,6 +41,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (status int) 
 			status = 2
 		}
 	}()
+	// The library's log records become one-line warnings on stderr.
+	prevLog := slog.Default()
+	slog.SetDefault(slog.New(newLogHandler(stderr)))
+	defer slog.SetDefault(prevLog)
 	out := &outWriter{w: stdout}
 	a := &app{stdin: stdin, stdout: out, stderr: stderr}
 	err := a.execute(args)
