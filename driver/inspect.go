@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/diaspora-shm/diaspora"
 	"github.com/diaspora-shm/diaspora/ring"
 	"github.com/diaspora-shm/diaspora/shm"
 )
@@ -27,6 +28,10 @@ type RingFile struct {
 	// RootGone is true when the root path the ring belongs to no longer
 	// holds its topic (deleted, or another incarnation of the name).
 	RootGone bool `json:"root_gone"`
+	// RootErr says why it is unknown whether the root still holds the
+	// topic: its config could not be read for another reason than ENOENT
+	// (EACCES, EIO, damage). RootGone is false then.
+	RootErr string `json:"root_error,omitempty"`
 }
 
 // LiveUsers lists the live processes attached to the ring (readers and the
@@ -93,8 +98,18 @@ func InspectRing(shmPath, name string) (f RingFile) {
 		if json.Unmarshal(text, &info) == nil && validTopicName(info.Topic) == nil &&
 			filepath.IsAbs(info.Root) && info.Partition >= 0 && len(info.TopicID) == 16 {
 			f.Info = &info
+			// Gone only on proof: no config (ENOENT), or one read whole that
+			// names another topic ID. A config this process cannot read says
+			// nothing either way.
 			cfg, _, err := readTopicConfig(info.Root, info.Topic)
-			f.RootGone = err != nil || cfg.ID != info.TopicID
+			switch {
+			case errors.Is(err, diaspora.ErrTopicNotFound):
+				f.RootGone = true
+			case err != nil:
+				f.RootErr = err.Error()
+			default:
+				f.RootGone = cfg.ID != info.TopicID
+			}
 		}
 	}
 	if ringErr != nil {

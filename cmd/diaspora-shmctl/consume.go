@@ -1,13 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -46,12 +46,19 @@ func (a *app) newConsumeCmd() *cobra.Command {
 
   {"id":12,"partition":0,"metadata":{...},"data_size":4096}
 
---data adds the event's data, base64 encoded, as "data". Without --follow it
+"data_size" is the size of the event's data, whether --data is given or
+not; --data adds the data itself, base64 encoded, as "data". Without --follow it
 stops once no event came for --timeout (default 1s); with --follow it waits
 for more until interrupted. It also stops at the end of a complete topic and
 after -n events. --ack acknowledges what was printed, so that the consumer
 name resumes after it next time; --from says where a new consumer name
-starts (earliest or latest).`,
+starts (earliest or latest).
+
+Lines are written in batches. With --ack, an event is acknowledged once its
+line is wholly written to standard output. When the reader closes the pipe
+early (consume ... | head -n 3), consume acknowledges what it wrote, stops and
+exits with status 0, silently; what the pipe held that the reader did not
+read counts as written, so use -n to take an exact number of events.`,
 		Example: `  diaspora-shmctl consume sim --name ana
   diaspora-shmctl consume sim --name ana --ack --follow
   diaspora-shmctl consume sim --name peek --from latest -n 10 --data`,
@@ -79,8 +86,13 @@ starts (earliest or latest).`,
 				}
 				cargs = append(cargs, opts)
 			}
+			sizes := newDataSizes()
 			if withData {
 				cargs = append(cargs, diaspora.FullDataSelector, diaspora.BytesAllocator)
+			} else {
+				// Select nothing, but learn each event's data size. With an
+				// allocator the consumer copies, so it pins no ring space.
+				cargs = append(cargs, diaspora.DataSelector(sizes.selector), diaspora.BytesAllocator)
 			}
 			c, err := t.Consumer(name, cargs...)
 			if err != nil {
@@ -88,7 +100,7 @@ starts (earliest or latest).`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			err = a.consume(ctx, c, consumeOptions{data: withData, follow: follow, ack: ack, limit: limit, timeout: timeout})
+			err = a.consume(ctx, c, consumeOptions{sizes: sizes, data: withData, follow: follow, ack: ack, limit: limit, timeout: timeout})
 			if cerr := c.Close(); err == nil && cerr != nil {
 				err = cerr
 			}
@@ -110,22 +122,43 @@ starts (earliest or latest).`,
 }
 
 type consumeOptions struct {
+	sizes             *dataSizes
 	data, follow, ack bool
 	limit             uint64
 	timeout           time.Duration
 }
 
-// consume prints events until the options say stop. Acknowledgements are
-// batched: the last event of each partition is acknowledged every ackEvery
-// events, before waiting, and at the end.
+// consume prints events until the options say stop. Lines are written in
+// batches; with --ack the last event of each partition whose line was
+// wholly written is acknowledged after each batch: every ackEvery events,
+// before waiting, at the end, and also when a write fails (a reader that
+// closed the pipe early), so that the name resumes after what was written.
 func (a *app) consume(ctx context.Context, c diaspora.Consumer, o consumeOptions) error {
-	out := bufio.NewWriter(a.stdout)
-	defer out.Flush()
-	toAck := map[int]diaspora.Event{}
-	unacked := 0
+	type written struct {
+		end       int // offset in buf just past the event's line
+		partition int
+		ev        diaspora.Event
+	}
+	var (
+		buf     []byte
+		lines   []written
+		toAck   = map[int]diaspora.Event{}
+		unacked int
+	)
 	flush := func() error {
-		if err := out.Flush(); err != nil {
-			return err
+		var werr error
+		if len(buf) > 0 {
+			var n int
+			n, werr = a.stdout.Write(buf)
+			for _, l := range lines {
+				if l.end > n {
+					break
+				}
+				if o.ack {
+					toAck[l.partition] = l.ev
+				}
+			}
+			buf, lines = buf[:0], lines[:0]
 		}
 		for p, ev := range toAck {
 			if err := ev.Acknowledge(); err != nil {
@@ -134,7 +167,7 @@ func (a *app) consume(ctx context.Context, c diaspora.Consumer, o consumeOptions
 			delete(toAck, p)
 		}
 		unacked = 0
-		return nil
+		return werr
 	}
 	var count uint64
 	for o.limit == 0 || count < o.limit {
@@ -151,6 +184,9 @@ func (a *app) consume(ctx context.Context, c diaspora.Consumer, o consumeOptions
 			break
 		}
 		if err != nil {
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
 			return err
 		}
 		if ev.ID() == diaspora.NoMoreEvents {
@@ -159,23 +195,26 @@ func (a *app) consume(ctx context.Context, c diaspora.Consumer, o consumeOptions
 		line := eventLine{ID: ev.ID(), Partition: partitionOf(ev), Metadata: json.RawMessage(ev.Metadata().Bytes())}
 		dv := ev.Data()
 		line.DataSize = dv.Size()
+		if n, ok := o.sizes.take(ev.Metadata()); ok && !o.data {
+			line.DataSize = n
+		}
 		if o.data {
 			enc := base64.StdEncoding.EncodeToString(dv.Bytes())
 			line.Data = &enc
 		}
 		text, err := json.Marshal(line)
 		if err != nil {
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
 			return fmt.Errorf("event %d: %w", ev.ID(), err)
 		}
-		out.Write(text)
-		out.WriteByte('\n')
+		buf = append(append(buf, text...), '\n')
+		lines = append(lines, written{end: len(buf), partition: line.Partition, ev: ev})
 		count++
-		if o.ack {
-			toAck[line.Partition] = ev
-			if unacked++; unacked >= ackEvery {
-				if err := flush(); err != nil {
-					return err
-				}
+		if unacked++; unacked >= ackEvery || len(buf) >= 64<<10 {
+			if err := flush(); err != nil {
+				return err
 			}
 		}
 	}
@@ -213,4 +252,52 @@ func partitionOf(ev diaspora.Event) int {
 		return -1
 	}
 	return info.ID
+}
+
+// dataSizes is a DataSelector that selects no data and remembers the size of
+// each event's data, for consume without --data. The size is found again by
+// the event's metadata, which the driver hands to the selector and then to
+// the event: its buffer's address is the key.
+type dataSizes struct {
+	mu sync.Mutex
+	m  map[*byte][]int
+}
+
+func newDataSizes() *dataSizes { return &dataSizes{m: map[*byte][]int{}} }
+
+func metaKey(md diaspora.Metadata) *byte {
+	b := md.Bytes()
+	if len(b) == 0 {
+		return nil
+	}
+	return &b[0]
+}
+
+func (s *dataSizes) selector(md diaspora.Metadata, d diaspora.DataDescriptor) (diaspora.DataDescriptor, error) {
+	k := metaKey(md)
+	s.mu.Lock()
+	s.m[k] = append(s.m[k], d.Size())
+	s.mu.Unlock()
+	return diaspora.DataDescriptor{}, nil
+}
+
+// take returns, and forgets, the data size recorded for md.
+func (s *dataSizes) take(md diaspora.Metadata) (int, bool) {
+	if s == nil {
+		return 0, false
+	}
+	k := metaKey(md)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.m[k]
+	if len(q) == 0 {
+		return 0, false
+	}
+	n := q[0]
+	if len(q) == 1 {
+		delete(s.m, k)
+	} else {
+		s.m[k] = q[1:]
+	}
+	return n, true
 }

@@ -7,21 +7,30 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 )
 
 const progName = "diaspora-shmctl"
 
 func main() {
+	// A reader that closes standard output early (| head) makes writes fail
+	// with EPIPE instead of killing the process, so that consume can still
+	// acknowledge what it wrote.
+	signal.Ignore(syscall.SIGPIPE)
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 // run executes one command line and returns the exit status. Every failure
 // is one line on stderr; a panic is reported the same way, without a stack,
-// unless DIASPORA_SHMCTL_DEBUG is set.
+// unless DIASPORA_SHMCTL_DEBUG is set. A failed write to stdout is a failure
+// too, except a closed pipe (EPIPE): the reader has all it wants, status 0.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (status int) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -32,8 +41,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (status int) 
 			status = 2
 		}
 	}()
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
-	if err := a.execute(args); err != nil {
+	// The library's log records become one-line warnings on stderr.
+	prevLog := slog.Default()
+	slog.SetDefault(slog.New(newLogHandler(stderr)))
+	defer slog.SetDefault(prevLog)
+	out := &outWriter{w: stdout}
+	a := &app{stdin: stdin, stdout: out, stderr: stderr}
+	err := a.execute(args)
+	if err == nil && out.err != nil {
+		err = out.err
+	}
+	if err != nil && out.err != nil && errors.Is(err, syscall.EPIPE) {
+		return 0
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "%s: %s\n", progName, oneLine(errorText(err)))
 		return 1
 	}
@@ -55,3 +76,28 @@ func oneLine(s string) string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// outWriter is standard output: it keeps the first write error, and fails
+// every write after it, so that no command can print into a broken output
+// and still exit 0.
+type outWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (o *outWriter) Write(p []byte) (int, error) {
+	if o.err != nil {
+		return 0, o.err
+	}
+	n, err := o.w.Write(p)
+	if err != nil {
+		o.err = &stdoutError{err}
+	}
+	return n, o.err
+}
+
+// stdoutError is a failed write to standard output.
+type stdoutError struct{ err error }
+
+func (e *stdoutError) Error() string { return "write standard output: " + e.err.Error() }
+func (e *stdoutError) Unwrap() error { return e.err }

@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -34,11 +36,22 @@ func (a *app) newProduceCmd() *cobra.Command {
 		Long: `Push each line of standard input as an event of TOPIC.
 
 With --format raw (the default) an event's metadata is the line as a JSON
-string; with --format json the line is parsed as the metadata, blank lines are
-skipped and a line that is not JSON is an error naming its number. --data-file
+string, so a line must be valid UTF-8: one that is not is an error naming the
+line and the byte (binary belongs in --data-file). With --format json the line
+is parsed as the metadata, blank lines are skipped and a line that is not JSON
+is an error naming its number. --data-file
 attaches the bytes of a file to every event. --partition sends every event to
 one partition instead of letting the topic's partition selector choose. -v
-prints each event's partition and ID as it is stored.`,
+prints each event as it is stored, one JSON object a line:
+
+  {"id":12,"partition":0}
+
+(with -v the tool asks the topic's partition selector for each event's
+partition itself, then pushes the event there).
+
+Events are pushed in batches. When a line fails (not JSON, rejected by the
+validator, ...) produce stops reading, flushes what it pushed before, and the
+error names the line and says how many events were stored.`,
 		Example: `  seq 1000 | diaspora-shmctl produce sim
   diaspora-shmctl produce sim --format json < events.jsonl
   echo '{"step":1}' | diaspora-shmctl produce sim --format json --data-file frame.bin -v
@@ -71,7 +84,7 @@ prints each event's partition and ID as it is stored.`,
 			if err != nil {
 				return err
 			}
-			n, err := a.produce(p, format, data, partition, verbose)
+			n, err := a.produce(t, p, format, data, partition, verbose)
 			if cerr := p.Close(); err == nil && cerr != nil {
 				err = cerr
 			}
@@ -98,12 +111,21 @@ prints each event's partition and ID as it is stored.`,
 
 // pending is a push not yet known to be stored.
 type pending struct {
-	line int
-	fut  diaspora.Future[diaspora.EventID]
+	line      int
+	partition int // -1: chosen by the driver
+	fut       diaspora.Future[diaspora.EventID]
+}
+
+// producedLine is what -v prints of each event stored.
+type producedLine struct {
+	ID        uint64 `json:"id"`
+	Partition int    `json:"partition"`
 }
 
 // produce pushes every line of stdin and returns how many events were stored.
-func (a *app) produce(p diaspora.Producer, format string, data diaspora.DataView, partition int, verbose bool) (int, error) {
+// When a line fails, what was pushed before it is flushed and waited for,
+// and the error says how many events were stored.
+func (a *app) produce(t diaspora.TopicHandle, p diaspora.Producer, format string, data diaspora.DataView, partition int, verbose bool) (int, error) {
 	r := bufio.NewReaderSize(a.stdin, 1<<16)
 	prog := a.newProgress("produced", 0)
 	defer prog.done()
@@ -112,29 +134,62 @@ func (a *app) produce(p diaspora.Producer, format string, data diaspora.DataView
 	var (
 		inflight []pending
 		stored   int
+		// The first push that failed, and what was stored after it.
+		failLine    int
+		failErr     error
+		storedAfter int
 	)
-	wait := func(keep int) error {
+	wait := func(keep int) {
 		for len(inflight) > keep {
 			pd := inflight[0]
 			inflight = inflight[1:]
 			id, err := pd.fut.Wait(-1)
-			if err != nil {
-				return fmt.Errorf("line %d: %s", pd.line, errorText(err))
+			switch {
+			case err != nil && failErr == nil:
+				failLine, failErr = pd.line, err
+			case err != nil:
+			case failErr != nil:
+				storedAfter++
+			default:
+				stored++
 			}
-			stored++
-			if verbose {
-				fmt.Fprintln(out, id)
+			if err == nil && verbose {
+				text, _ := json.Marshal(producedLine{ID: uint64(id), Partition: pd.partition})
+				out.Write(append(text, '\n'))
 			}
 		}
-		return nil
 	}
+	// finish flushes and waits for every push, then says how it went; err,
+	// if not nil, is what went wrong at line lineNo before its push.
+	finish := func(lineNo int, err error) error {
+		_, ferr := p.Flush().Wait(-1)
+		wait(0)
+		if failErr == nil && err == nil && ferr != nil {
+			return fmt.Errorf("flush: %s (%d events stored)", errorText(ferr), stored)
+		}
+		if failErr != nil {
+			lineNo, err = failLine, failErr
+		}
+		if err == nil {
+			return nil
+		}
+		msg := fmt.Sprintf("line %d: %s; %s of the lines before it stored and flushed", lineNo, errorText(err), plural(stored, "event"))
+		if storedAfter > 0 {
+			msg += fmt.Sprintf(", and %s of lines after it (already pushed)", plural(storedAfter, "event"))
+		}
+		return errors.New(msg)
+	}
+	// With -v, ask the topic's selector here, as the driver would, to know
+	// the partition of each event.
+	choose := verbose && partition < 0
+	sel := t.PartitionSelector()
 	for lineNo := 1; ; lineNo++ {
 		line, err := readLine(r)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return stored, fmt.Errorf("standard input line %d: %w", lineNo, err)
+			return stored, finish(lineNo, fmt.Errorf("standard input: %w", err))
 		}
 		var md diaspora.Metadata
 		if format == "json" {
@@ -142,32 +197,61 @@ func (a *app) produce(p diaspora.Producer, format string, data diaspora.DataView
 				continue
 			}
 			if md, err = diaspora.NewMetadata(string(line)); err != nil {
-				return stored, fmt.Errorf("line %d: %s", lineNo, errorText(err))
+				return stored, finish(lineNo, err)
 			}
 		} else {
+			// A JSON string holds text only: invalid UTF-8 would come out
+			// changed (U+FFFD), so it is refused.
+			if at := invalidUTF8(line); at >= 0 {
+				return stored, finish(lineNo, fmt.Errorf("not valid UTF-8 (byte %d): a raw line becomes a JSON string, which holds text only", at+1))
+			}
 			md = diaspora.StringMetadata(string(line))
 		}
+		part := partition
+		if choose {
+			if part, err = sel.SelectPartitionFor(md, diaspora.AnyPartition); err != nil {
+				return stored, finish(lineNo, fmt.Errorf("partition selector: %w", err))
+			}
+		}
 		var fut diaspora.Future[diaspora.EventID]
-		if partition >= 0 {
-			fut = p.PushTo(partition, md, data)
+		if part >= 0 {
+			fut = p.PushTo(part, md, data)
 		} else {
 			fut = p.Push(md, data)
 		}
-		inflight = append(inflight, pending{line: lineNo, fut: fut})
+		inflight = append(inflight, pending{line: lineNo, partition: part, fut: fut})
 		if len(inflight) >= produceWindow {
 			if _, err := p.Flush().Wait(-1); err != nil {
-				return stored, err
+				return stored, finish(lineNo, fmt.Errorf("flush: %w", err))
 			}
-			if err := wait(produceWindow / 2); err != nil {
-				return stored, err
+			if wait(produceWindow / 2); failErr != nil {
+				return stored, finish(0, nil)
 			}
 		}
 		prog.update(lineNo)
 	}
-	if _, err := p.Flush().Wait(-1); err != nil {
-		return stored, err
+	return stored, finish(0, nil)
+}
+
+// invalidUTF8 returns the offset of the first byte of b that is not valid
+// UTF-8, or -1.
+func invalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
 	}
-	return stored, wait(0)
+	return -1
+}
+
+// plural is "1 event", "2 events".
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // readLine reads one line without its "\n" (or "\r\n"); a last line without

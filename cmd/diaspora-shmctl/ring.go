@@ -58,6 +58,7 @@ type ringView struct {
 	Topic       string     `json:"topic,omitempty"`
 	Partition   *int       `json:"partition,omitempty"`
 	RootGone    bool       `json:"root_gone"`
+	RootError   string     `json:"root_error,omitempty"` // why it is unknown whether the root holds the topic
 	Capacity    int        `json:"capacity"`
 	Fill        uint64     `json:"fill"`
 	TailPos     uint64     `json:"tail_pos"`
@@ -70,7 +71,7 @@ type ringView struct {
 }
 
 func viewRing(f driver.RingFile) ringView {
-	v := ringView{Name: f.Name, Path: f.Path, RootGone: f.RootGone, Error: f.Err, Processes: []procView{}}
+	v := ringView{Name: f.Name, Path: f.Path, RootGone: f.RootGone, RootError: f.RootErr, Error: f.Err, Processes: []procView{}}
 	if f.Info != nil {
 		v.Root, v.Topic = f.Info.Root, f.Info.Topic
 		p := f.Info.Partition
@@ -134,7 +135,11 @@ func (a *app) newRingLsCmd() *cobra.Command {
 and partition, its size, its fill (bytes between the oldest pinned position and
 the tail), the producer's tail position and next event ID, the archived
 position, and the processes attached (readers and archiver), each marked alive
-or dead. A ring whose root no longer holds its topic is marked "root gone".`,
+or dead. A ring that cannot be opened is listed with its error; ring ls
+still exits with status 0 (ring inspect does not). A ring whose root no longer holds its topic is marked "root gone"
+(its topic config is missing, or names another topic id); one whose topic
+config cannot be read (permissions, I/O error, damage) is marked "root
+unknown", and a note after the table says why.`,
 		Example: `  diaspora-shmctl ring ls
   diaspora-shmctl --shm /dev/shm ring ls --json`,
 		Args: cobra.NoArgs,
@@ -155,7 +160,15 @@ or dead. A ring whose root no longer holds its topic is marked "root gone".`,
 			if a.jsonOut {
 				return a.printJSON(views)
 			}
-			return printRingTable(a.stdout, views)
+			if err := printRingTable(a.stdout, views); err != nil {
+				return err
+			}
+			for _, v := range views {
+				if v.RootError != "" {
+					fmt.Fprintf(a.stdout, "note: %s: root unknown: %s\n", v.Name, oneLine(v.RootError))
+				}
+			}
+			return nil
 		},
 	}
 }
@@ -170,6 +183,8 @@ func printRingTable(w io.Writer, views []ringView) error {
 		}
 		if v.RootGone {
 			topic += " (root gone)"
+		} else if v.RootError != "" {
+			topic += " (root unknown)"
 		}
 		if v.Error != "" {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t-\t-\terror: %s\n", v.Name, topic, part, oneLine(v.Error))
@@ -249,6 +264,8 @@ func printInspect(w io.Writer, v inspectView) error {
 		gone := ""
 		if v.RootGone {
 			gone = " (root gone)"
+		} else if v.RootError != "" {
+			gone = " (root unknown: " + oneLine(v.RootError) + ")"
 		}
 		fmt.Fprintf(w, "  topic:             %s partition %d, root %s%s\n", v.Topic, *v.Partition, v.Root, gone)
 	} else {
@@ -351,7 +368,10 @@ func (a *app) newRingInspectCmd() *cobra.Command {
 slash), or of a ring file named as in "ring ls": version, capacity, positions,
 the archiver's pid, and every reader slot with its lag (tail - read position)
 and the bytes it pins (tail - release position), and the oldest position a
-live reader has not released.`,
+live reader has not released.
+
+A ring that cannot be read (damaged, or not readable by this user) is shown
+with its error, and the exit status is not zero.`,
 		Example: `  diaspora-shmctl ring inspect sim
   diaspora-shmctl ring inspect sim/1
   diaspora-shmctl ring inspect dshm.3f2a9c01b7de.8e1f00aa42c1d3b9.0 --json`,
@@ -367,19 +387,32 @@ live reader has not released.`,
 				return err
 			}
 			views := make([]inspectView, 0, len(rings))
+			var bad []string
 			for _, r := range rings {
 				views = append(views, inspectRing(r))
+				if r.Err != "" {
+					bad = append(bad, r.Name+": "+oneLine(r.Err))
+				}
 			}
 			if a.jsonOut {
-				return a.printJSON(views)
-			}
-			for i, v := range views {
-				if i > 0 {
-					fmt.Fprintln(a.stdout)
-				}
-				if err := printInspect(a.stdout, v); err != nil {
+				if err := a.printJSON(views); err != nil {
 					return err
 				}
+			} else {
+				for i, v := range views {
+					if i > 0 {
+						fmt.Fprintln(a.stdout)
+					}
+					if err := printInspect(a.stdout, v); err != nil {
+						return err
+					}
+				}
+			}
+			switch {
+			case len(bad) == 1 && len(views) == 1:
+				return fmt.Errorf("ring inspect: cannot read ring %s", bad[0])
+			case len(bad) > 0:
+				return fmt.Errorf("ring inspect: cannot read %d of %d rings: %s", len(bad), len(views), strings.Join(bad, "; "))
 			}
 			return nil
 		},
@@ -437,6 +470,12 @@ func planClean(rings []driver.RingFile, force bool, now time.Time) []cleanAction
 			} else {
 				c.Reason = "no sidecar says which topic it belongs to: nothing to archive to"
 			}
+		case r.RootErr != "":
+			// Only a proof that the root no longer holds the topic lets a
+			// ring go without archiving: this may be the only copy of its
+			// events, and another user may merely lack read access.
+			c.Action, c.Reason = "skip", fmt.Sprintf("cannot tell whether root %s still holds this topic (%s); kept even with --force",
+				r.Info.Root, oneLine(r.RootErr))
 		case r.RootGone:
 			c.Reason = fmt.Sprintf("root %s no longer holds this topic: nothing to archive to", r.Info.Root)
 			if r.Stats != nil {
@@ -516,6 +555,12 @@ func (a *app) newRingCleanCmd() *cobra.Command {
 no longer holds their topic. Before a ring of a durable topic is removed, what
 it holds that the log lacks is archived: the topic is opened and closed again,
 which archives every committed record. Events stay consumable from the log.
+
+A ring counts as belonging to a gone root only on proof: its topic's config
+is missing (ENOENT on it, its topic directory or the root), or names another
+topic id. When the config cannot be read for another reason (permissions, an
+I/O error, damage), the ring is kept, even with --force, and the reason says
+why.
 
 Rings are kept when a live process is attached, when their topic is not
 durable (durability "none": the ring holds the only copy) and when they cannot

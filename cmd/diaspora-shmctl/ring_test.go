@@ -36,6 +36,8 @@ func TestPlanCleanDecidesPerRing(t *testing.T) {
 		{Name: "in-use", Info: info, Stats: stats(100, 100, true, self)},
 		{Name: "root-gone", Info: info, RootGone: true, Stats: stats(100, 40, true, self)},
 		{Name: "not-durable", Info: info, Stats: stats(100, 0, false)},
+		{Name: "root-unknown", Info: info, RootErr: "open topic \"t\": permission denied", Stats: stats(100, 0, false)},
+		{Name: "root-unknown-durable", Info: info, RootErr: "topic.json is damaged", Stats: stats(100, 100, true, dead)},
 		{Name: "not-durable-empty", Info: info, Stats: stats(0, 0, false)},
 		{Name: "damaged", Info: info, Err: "bad magic"},
 		{Name: "orphan", Path: orphan},
@@ -46,15 +48,17 @@ func TestPlanCleanDecidesPerRing(t *testing.T) {
 		archive bool
 		reason  string
 	}{
-		"unused-archived":   {"remove", false, "log holds all"},
-		"unused-unarchived": {"remove", true, "archives 60B"},
-		"in-use":            {"skip", false, "in use by pid"},
-		"root-gone":         {"remove", false, "nothing to archive to"},
-		"not-durable":       {"skip", false, "not durable"},
-		"not-durable-empty": {"remove", false, "no live process"},
-		"damaged":           {"skip", false, "cannot be opened"},
-		"orphan":            {"remove", false, "no sidecar"},
-		"fresh-orphan":      {"skip", false, "being created"},
+		"unused-archived":      {"remove", false, "log holds all"},
+		"unused-unarchived":    {"remove", true, "archives 60B"},
+		"in-use":               {"skip", false, "in use by pid"},
+		"root-gone":            {"remove", false, "nothing to archive to"},
+		"not-durable":          {"skip", false, "not durable"},
+		"root-unknown":         {"skip", false, "cannot tell whether root /r still holds this topic (open topic \"t\": permission denied)"},
+		"root-unknown-durable": {"skip", false, "cannot tell whether root /r"},
+		"not-durable-empty":    {"remove", false, "no live process"},
+		"damaged":              {"skip", false, "cannot be opened"},
+		"orphan":               {"remove", false, "no sidecar"},
+		"fresh-orphan":         {"skip", false, "being created"},
 	}
 	for _, c := range planClean(rings, false, time.Now()) {
 		w := want[c.Ring]
@@ -66,6 +70,11 @@ func TestPlanCleanDecidesPerRing(t *testing.T) {
 	for _, c := range planClean(rings, true, time.Now()) {
 		if (c.Ring == "damaged" || c.Ring == "not-durable" || c.Ring == "fresh-orphan") && c.Action != "remove" {
 			t.Errorf("%s with --force: got %s (%s), want remove", c.Ring, c.Action, c.Reason)
+		}
+		// Not knowing whether the root holds the topic is no licence to drop
+		// what may be the only copy of its events.
+		if strings.HasPrefix(c.Ring, "root-unknown") && c.Action != "skip" {
+			t.Errorf("%s with --force: got %s (%s), want skip", c.Ring, c.Action, c.Reason)
 		}
 	}
 }

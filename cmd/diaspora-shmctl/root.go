@@ -51,7 +51,13 @@ The shm driver's options are root_path (default $DIASPORA_ROOT, else
 $XDG_STATE_HOME/diaspora-shm, else ~/.local/state/diaspora-shm) and shm_path
 (default /dev/shm); --root and --shm are short for them.
 
-Errors are one line on stderr, and the exit status is not zero.`
+Errors are one line on stderr, and the exit status is not zero; failing to
+write standard output is an error too. A reader that closes standard output
+early (| head) is not: the command stops printing and exits with status 0
+(consume also stops, after acknowledging what it wrote with --ack; produce
+still stores all its input). Warnings of the library (say, the archiver
+cutting a torn log tail) are one line each on stderr too, starting
+"diaspora-shmctl: warning: "; they do not change the exit status.`
 
 const rootExample = `  diaspora-shmctl topic create --name sim --topic.num_partitions 4 --topic.ring_size 16MiB
   seq 1000 | diaspora-shmctl produce sim --format json
