@@ -138,6 +138,7 @@ func TestProducerAndConsumerPrograms(t *testing.T) {
 	mustMatch(t, "consumer, second run", out, `consumer: no new event in topic "t" for 200ms`)
 
 	out = start(t, "producer", append(flags, "-n", "10")...).wait(t, 30*time.Second)
+	mustMatch(t, "producer, 10 more", out, `producer: pushed 10 events`)
 	out = start(t, "consumer", append(flags, "-idle", "200ms")...).wait(t, 30*time.Second)
 	mustMatch(t, "consumer, after 10 more", out, `consumer: received 10 events from topic "t" .*, 0 out of order`)
 }

@@ -122,7 +122,7 @@ func run(root, shm, topicName string, n, size int) (err error) {
 	return nil
 }
 
-// waitAll waits for every future; an error names the event that failed.
+// waitAll waits for every future and returns the first error.
 func waitAll(fs []diaspora.Future[diaspora.EventID]) error {
 	for _, f := range fs {
 		if _, err := f.Wait(30 * time.Second); err != nil {
