@@ -27,8 +27,15 @@ const NoMoreEvents EventID = math.MaxUint64
 // AnyPartition asks the topic's partition selector to choose the partition.
 const AnyPartition = -1
 
-// BatchSize is the number of events a producer or consumer groups together.
+// BatchSize is the number of events a producer or consumer groups together:
+// AdaptiveBatchSize, or from 1 to MaxBatchSize. Any other value is an error
+// wrapping ErrInvalidArgument.
 type BatchSize int
+
+// MaxBatchSize (1<<20 events) is the largest fixed BatchSize. A producer holds
+// up to BatchSize × MaxNumBatches pushes in memory before it blocks, so the
+// two bounds keep that number finite and representable.
+const MaxBatchSize BatchSize = 1 << 20
 
 // AdaptiveBatchSize (-1) lets the driver size batches as it sees fit; it is
 // the default.
@@ -43,19 +50,23 @@ func (b BatchSize) String() string {
 }
 
 func (b BatchSize) check() error {
-	if b <= 0 && b != AdaptiveBatchSize {
-		return fmt.Errorf("batch size %d: %w: want > 0 or AdaptiveBatchSize", int(b), ErrInvalidArgument)
+	if (b <= 0 || b > MaxBatchSize) && b != AdaptiveBatchSize {
+		return fmt.Errorf("BatchSize %d: %w: out of range, want AdaptiveBatchSize (-1) or [1, %d]", int(b), ErrInvalidArgument, int(MaxBatchSize))
 	}
 	return nil
 }
 
 // MaxNumBatches bounds the number of batches pending at once; pushes block
-// (back-pressure) beyond it. The default is 2.
+// (back-pressure) beyond it. The default is 2; it must be in [1,
+// MaxMaxNumBatches], else it is an error wrapping ErrInvalidArgument.
 type MaxNumBatches int
 
+// MaxMaxNumBatches (1<<16) is the largest MaxNumBatches.
+const MaxMaxNumBatches MaxNumBatches = 1 << 16
+
 func (m MaxNumBatches) check() error {
-	if m < 1 {
-		return fmt.Errorf("max number of batches %d: %w: want >= 1", int(m), ErrInvalidArgument)
+	if m < 1 || m > MaxMaxNumBatches {
+		return fmt.Errorf("MaxNumBatches %d: %w: out of range, want [1, %d]", int(m), ErrInvalidArgument, int(MaxMaxNumBatches))
 	}
 	return nil
 }

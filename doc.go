@@ -11,5 +11,24 @@
 // methods return errors wrapping ErrInvalidArgument instead of panicking.
 //
 // The shared-memory driver registers itself as "shm" from package
-// github.com/diaspora-shm/diaspora/driver.
+// github.com/diaspora-shm/diaspora/driver; a program imports that package
+// for its side effect and opens the driver by name:
+//
+//	import (
+//		"github.com/diaspora-shm/diaspora"
+//		_ "github.com/diaspora-shm/diaspora/driver"
+//	)
+//
+//	d, err := diaspora.NewDriver("shm", diaspora.MustMetadata(`{"root_path":"/path/to/state"}`))
+//
+// Processes that open the same root_path share its topics. Creating a
+// topic that another process created first fails with ErrTopicExists,
+// which a program that only needs the topic to exist can ignore.
+// Consumer.Events ends after its timeout passes without an event.
+// Event.Acknowledge stores the consumer name's position after the event
+// (covering the earlier events of its partition); the shm driver fsyncs it
+// unless the consumer was opened with the extra option {"ack_sync":false},
+// so acknowledge every N events rather than every one. The examples
+// directory of the module holds complete producer, consumer, zero-copy and
+// two-process programs; the README documents the driver's options.
 package diaspora

@@ -1,23 +1,35 @@
 package diaspora_test
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/diaspora-shm/diaspora"
+	_ "github.com/diaspora-shm/diaspora/driver" // registers "shm"
 )
 
-// Creating a topic and a producer, then pushing events. The examples use the
-// in-memory test driver registered as "memtest"; a program would import
-// github.com/diaspora-shm/diaspora/driver and use "shm".
+// Creating a topic and a producer, then pushing events, with the
+// shared-memory driver. A program keeps its root_path (the topics, their
+// logs and the consumer positions) somewhere durable; the examples use
+// temporary directories, removed at the end.
 func Example_producer() {
-	d, err := diaspora.NewDriver("memtest", diaspora.Metadata{})
+	root, _ := os.MkdirTemp("", "diaspora-example-")
+	shm, _ := os.MkdirTemp("/dev/shm", "diaspora-example-") // where the rings go; /dev/shm by default
+	defer os.RemoveAll(root)
+	defer os.RemoveAll(shm)
+
+	opts, _ := diaspora.MetadataOf(map[string]string{"root_path": root, "shm_path": shm})
+	d, err := diaspora.NewDriver("shm", opts)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer d.Close()
-	if err := d.CreateTopic("sim", diaspora.MustMetadata(`{"num_partitions":1}`)); err != nil {
+	// Another process may create the topic first: ErrTopicExists is fine.
+	err = d.CreateTopic("sim", diaspora.MustMetadata(`{"num_partitions":1,"ring_size":"1MiB"}`))
+	if err != nil && !errors.Is(err, diaspora.ErrTopicExists) {
 		fmt.Println(err)
 		return
 	}
@@ -47,20 +59,38 @@ func Example_producer() {
 }
 
 // Consuming events with a range loop over Consumer.Events, selecting all the
-// data of each event.
+// data of each event and copying it (BytesAllocator). Events(timeout) ends
+// after timeout without an event.
 func Example_consumer() {
-	d, _ := diaspora.NewDriver("memtest", diaspora.Metadata{})
+	root, _ := os.MkdirTemp("", "diaspora-example-")
+	shm, _ := os.MkdirTemp("/dev/shm", "diaspora-example-")
+	defer os.RemoveAll(root)
+	defer os.RemoveAll(shm)
+	opts, _ := diaspora.MetadataOf(map[string]string{"root_path": root, "shm_path": shm})
+	d, err := diaspora.NewDriver("shm", opts)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer d.Close()
-	d.CreateTopic("sim")
+	if err := d.CreateTopic("sim", diaspora.MustMetadata(`{"ring_size":"1MiB"}`)); err != nil {
+		fmt.Println(err)
+		return
+	}
 	topic, _ := d.OpenTopic("sim")
 	p, _ := topic.Producer("writer")
 	for i := range 3 {
 		md, _ := diaspora.MetadataOf(map[string]int{"step": i})
 		p.Push(md, diaspora.DataView{[]byte(fmt.Sprint("data ", i))})
 	}
-	p.Close()
+	if err := p.Close(); err != nil { // Close flushes
+		fmt.Println(err)
+		return
+	}
 
-	c, err := topic.Consumer("reader", diaspora.FullDataSelector, diaspora.BytesAllocator)
+	// {"ack_sync":false}: Acknowledge writes the position without fsync.
+	c, err := topic.Consumer("reader", diaspora.FullDataSelector, diaspora.BytesAllocator,
+		diaspora.MustMetadata(`{"ack_sync":false}`))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -72,7 +102,10 @@ func Example_consumer() {
 			return
 		}
 		fmt.Println(ev.ID(), ev.Metadata(), string(ev.Data().Bytes()))
-		ev.Acknowledge()
+		if err := ev.Acknowledge(); err != nil { // "reader" resumes after ev
+			fmt.Println(err)
+			return
+		}
 	}
 	// Output:
 	// 0 {"step":0} data 0
@@ -80,18 +113,86 @@ func Example_consumer() {
 	// 2 {"step":2} data 2
 }
 
-// Processing events on a thread pool until a processor asks to stop.
-func ExampleConsumer_Process() {
-	d, _ := diaspora.NewDriver("memtest", diaspora.Metadata{})
+// Zero-copy: a producer claims space in the ring and writes a frame in
+// place; a consumer with a DataSelector and no DataAllocator gets Data()
+// views into the shared memory, valid until it acknowledges the event.
+func ExampleProducer_Claim() {
+	root, _ := os.MkdirTemp("", "diaspora-example-")
+	shm, _ := os.MkdirTemp("/dev/shm", "diaspora-example-")
+	defer os.RemoveAll(root)
+	defer os.RemoveAll(shm)
+	opts, _ := diaspora.MetadataOf(map[string]string{"root_path": root, "shm_path": shm})
+	d, err := diaspora.NewDriver("shm", opts)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer d.Close()
-	d.CreateTopic("sim")
+	if err := d.CreateTopic("frames", diaspora.MustMetadata(`{"ring_size":"8MiB","durability":"none"}`)); err != nil {
+		fmt.Println(err)
+		return
+	}
+	topic, _ := d.OpenTopic("frames")
+	p, _ := topic.Producer("camera")
+	defer p.Close()
+	claim, err := p.Claim(diaspora.MustMetadata(`{"frame":0}`), 1<<20)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	frame := claim.Bytes() // 1 MiB of the ring
+	for i := range frame {
+		frame[i] = byte(i)
+	}
+	id, err := claim.Commit().Wait(time.Second)
+	fmt.Println("committed", id, err)
+
+	c, _ := topic.Consumer("viewer", diaspora.FullDataSelector, diaspora.MustMetadata(`{"ack_sync":false}`))
+	defer c.Close()
+	ev, err := c.Pull().Wait(time.Second)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	view := ev.Data() // in the ring: no copy
+	last := make([]byte, 1)
+	view.Read(last, view.Size()-1)
+	fmt.Println(ev.Metadata(), view.Size(), last[0])
+	fmt.Println(ev.Acknowledge()) // view is invalid from here on
+	// Output:
+	// committed 0 <nil>
+	// {"frame":0} 1048576 255
+	// <nil>
+}
+
+// Processing events until a processor asks to stop.
+func ExampleConsumer_Process() {
+	root, _ := os.MkdirTemp("", "diaspora-example-")
+	shm, _ := os.MkdirTemp("/dev/shm", "diaspora-example-")
+	defer os.RemoveAll(root)
+	defer os.RemoveAll(shm)
+	opts, _ := diaspora.MetadataOf(map[string]string{"root_path": root, "shm_path": shm})
+	d, err := diaspora.NewDriver("shm", opts)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer d.Close()
+	if err := d.CreateTopic("sim", diaspora.MustMetadata(`{"ring_size":"1MiB"}`)); err != nil {
+		fmt.Println(err)
+		return
+	}
 	topic, _ := d.OpenTopic("sim")
 	p, _ := topic.Producer("writer")
 	for i := range 10 {
 		p.Push(diaspora.MustMetadata(fmt.Sprintf(`{"step":%d}`, i)), nil)
 	}
+	p.Close()
 	c, _ := topic.Consumer("reader")
-	err := c.Process(func(ev diaspora.Event) error {
+	defer c.Close()
+	// The driver's default pool runs the processor inline, one event at a
+	// time; a pool of MakeThreadPool(n) would run n at once.
+	err = c.Process(func(ev diaspora.Event) error {
 		fmt.Println("event", ev.ID(), ev.Metadata())
 		if ev.ID() == 2 {
 			return diaspora.ErrStopProcessing

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // Metadata is a JSON value attached to an event, a topic or a plug-in.
@@ -18,8 +19,9 @@ type Metadata struct {
 
 var emptyObject = []byte("{}")
 
-// NewMetadata validates text as JSON and keeps its compact form. Invalid JSON
-// gives an error wrapping ErrInvalidJSON.
+// NewMetadata validates text as JSON and keeps its compact form. Invalid JSON,
+// including arrays and objects nested deeper than MaxJSONDepth, gives an
+// error wrapping ErrInvalidJSON that says what is wrong.
 func NewMetadata(text string) (Metadata, error) {
 	return compactMetadata([]byte(text))
 }
@@ -46,7 +48,7 @@ func MetadataFromBytes(b []byte) (Metadata, error) {
 // when b holds no whitespace; the caller gives up b.
 func compactMetadata(b []byte) (Metadata, error) {
 	if !json.Valid(b) {
-		return Metadata{}, fmt.Errorf("diaspora: metadata %s: %w", quoteShort(b), ErrInvalidJSON)
+		return Metadata{}, invalidJSON(b)
 	}
 	if isCompact(b) {
 		return Metadata{b: b}, nil
@@ -57,6 +59,47 @@ func compactMetadata(b []byte) (Metadata, error) {
 		return Metadata{}, fmt.Errorf("diaspora: metadata %s: %w: %v", quoteShort(b), ErrInvalidJSON, err)
 	}
 	return Metadata{b: buf.Bytes()}, nil
+}
+
+// MaxJSONDepth is how deep arrays and objects may nest in Metadata: the
+// limit of encoding/json. Deeper JSON is refused with ErrInvalidJSON.
+const MaxJSONDepth = 10000
+
+// invalidJSON says why json.Valid refused b: the nesting depth and its limit
+// when that is the reason, else encoding/json's syntax error.
+func invalidJSON(b []byte) error {
+	err := json.Compact(new(bytes.Buffer), b)
+	if err == nil { // cannot happen: json.Valid and json.Compact agree
+		return fmt.Errorf("diaspora: metadata %s: %w", quoteShort(b), ErrInvalidJSON)
+	}
+	if strings.Contains(err.Error(), "exceeded max depth") {
+		return fmt.Errorf("diaspora: metadata %s: %w: arrays and objects nest %d deep, the limit is %d",
+			quoteShort(b), ErrInvalidJSON, jsonDepth(b), MaxJSONDepth)
+	}
+	return fmt.Errorf("diaspora: metadata %s: %w: %v", quoteShort(b), ErrInvalidJSON, err)
+}
+
+// jsonDepth is the deepest nesting of arrays and objects in b, outside strings.
+func jsonDepth(b []byte) int {
+	depth, deepest := 0, 0
+	inString, escaped := false, false
+	for _, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			escaped = c == '\\'
+			inString = c != '"'
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // isCompact reports whether the valid JSON text b has no whitespace outside

@@ -14,30 +14,29 @@ import (
 
 // validTopicName refuses names that are empty, too long, not UTF-8, or that
 // could escape the root directory or break a ring file name.
-func validTopicName(name string) error {
+func validTopicName(name string) error { return validName("topic", name) }
+
+// validConsumerName applies the same rules to consumer and producer names,
+// which become file names for stored positions; errors call the name by its
+// kind ("consumer" or "producer").
+func validConsumerName(kind, name string) error { return validName(kind, name) }
+
+// validName checks a name of the given kind ("topic", "consumer", ...).
+func validName(kind, name string) error {
 	switch {
 	case name == "":
-		return fmt.Errorf("%w: topic name is empty", diaspora.ErrInvalidArgument)
+		return fmt.Errorf("%w: %s name is empty", diaspora.ErrInvalidArgument, kind)
 	case len(name) > maxTopicNameLen:
-		return fmt.Errorf("%w: topic name is %d bytes long, the limit is %d", diaspora.ErrInvalidArgument, len(name), maxTopicNameLen)
+		return fmt.Errorf("%w: %s name is %d bytes long, the limit is %d", diaspora.ErrInvalidArgument, kind, len(name), maxTopicNameLen)
 	case !utf8.ValidString(name):
-		return fmt.Errorf("%w: topic name %q is not valid UTF-8", diaspora.ErrInvalidArgument, name)
+		return fmt.Errorf("%w: %s name %q is not valid UTF-8", diaspora.ErrInvalidArgument, kind, name)
 	case name == "." || name == ".." || strings.HasPrefix(name, "."):
-		return fmt.Errorf("%w: topic name %q may not start with a dot", diaspora.ErrInvalidArgument, name)
+		return fmt.Errorf("%w: %s name %q may not start with a dot", diaspora.ErrInvalidArgument, kind, name)
 	}
 	for _, r := range name {
 		if r == '/' || r == '\\' || r < 0x20 || r == 0x7f {
-			return fmt.Errorf("%w: topic name %q contains %q, which is not allowed", diaspora.ErrInvalidArgument, name, r)
+			return fmt.Errorf("%w: %s name %q contains %q, which is not allowed", diaspora.ErrInvalidArgument, kind, name, r)
 		}
-	}
-	return nil
-}
-
-// validConsumerName applies the same rules to consumer and producer names,
-// which become file names for stored positions.
-func validConsumerName(kind, name string) error {
-	if err := validTopicName(name); err != nil {
-		return fmt.Errorf("%s name: %w", kind, err)
 	}
 	return nil
 }

@@ -2,7 +2,9 @@ package driver
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"os"
 	"path/filepath"
@@ -143,9 +145,7 @@ func parseTopicOptions(md diaspora.Metadata) (topicOptions, error) {
 		switch k {
 		case "num_partitions":
 			var n int64
-			if n, err = intField(raw, what); err == nil && (n < 1 || n > MaxNumPartitions) {
-				err = fmt.Errorf("%w: %s must be in [1, %d], got %d", diaspora.ErrInvalidArgument, what, MaxNumPartitions, n)
-			}
+			n, err = intInRange(raw, what, 1, MaxNumPartitions)
 			o.NumPartitions = int(n)
 		case "ring_size":
 			var n int64
@@ -179,9 +179,7 @@ func parseTopicOptions(md diaspora.Metadata) (topicOptions, error) {
 			}
 		case "reader_slots":
 			var n int64
-			if n, err = intField(raw, what); err == nil && (n < 1 || n > 4096) {
-				err = fmt.Errorf("%w: %s must be in [1, 4096], got %d", diaspora.ErrInvalidArgument, what, n)
-			}
+			n, err = intInRange(raw, what, 1, 4096)
 			o.ReaderSlots = int(n)
 		case "mode":
 			var s string
@@ -353,12 +351,31 @@ func stringField(raw json.RawMessage, what string) (string, error) {
 	return s, nil
 }
 
+// intField reads an integer, written as such or as an integral float
+// (1e3); an integer beyond int64 is an error wrapping strconv.ErrRange.
 func intField(raw json.RawMessage, what string) (int64, error) {
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err == nil {
+		return n, nil
+	}
 	var f float64
-	if err := json.Unmarshal(raw, &f); err != nil || f != float64(int64(f)) {
+	if json.Unmarshal(raw, &f) != nil || f != math.Trunc(f) {
 		return 0, fmt.Errorf("%w: %s must be an integer, got %s", diaspora.ErrInvalidArgument, what, raw)
 	}
+	if errors.Is(err, strconv.ErrRange) || f < math.MinInt64 || f >= math.MaxInt64 {
+		return 0, fmt.Errorf("%w: %s is out of range [%d, %d], got %s: %w", diaspora.ErrInvalidArgument, what, int64(math.MinInt64), int64(math.MaxInt64), raw, strconv.ErrRange)
+	}
 	return int64(f), nil
+}
+
+// intInRange reads an integer in [lo, hi]; out of range, even beyond int64,
+// the error says the range.
+func intInRange(raw json.RawMessage, what string, lo, hi int64) (int64, error) {
+	n, err := intField(raw, what)
+	if errors.Is(err, strconv.ErrRange) || err == nil && (n < lo || n > hi) {
+		return 0, fmt.Errorf("%w: %s is out of range: it must be in [%d, %d], got %s", diaspora.ErrInvalidArgument, what, lo, hi, raw)
+	}
+	return n, err
 }
 
 // sizeField accepts a number of bytes or a string such as "64MiB", "1GB", "512k".
@@ -368,6 +385,8 @@ func sizeField(raw json.RawMessage, what string) (int64, error) {
 			return 0, fmt.Errorf("%w: %s must not be negative, got %d", diaspora.ErrInvalidArgument, what, n)
 		}
 		return n, nil
+	} else if errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("%w: %s is out of range: a size is at most %d bytes (4 EiB), got %s", diaspora.ErrInvalidArgument, what, int64(maxSize), raw)
 	}
 	s, err := stringField(raw, what)
 	if err != nil {
@@ -398,8 +417,8 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q does not start with a number", s)
 	}
 	n, err := strconv.ParseInt(t[:i], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("size %q: %v", s, err)
+	if err != nil { // digits only: beyond int64
+		n = maxSize + 1
 	}
 	unit, ok := sizeUnits[strings.ToLower(strings.TrimSpace(t[i:]))]
 	if !ok {
@@ -412,8 +431,11 @@ func ParseSize(s string) (int64, error) {
 		sort.Strings(units)
 		return 0, fmt.Errorf("size %q has an unknown unit (known: %s)", s, strings.Join(units, ", "))
 	}
-	if n > (1<<62)/unit {
-		return 0, fmt.Errorf("size %q is too large", s)
+	if n > maxSize/unit {
+		return 0, fmt.Errorf("size %q is out of range: a size is at most %d bytes (4 EiB)", s, int64(maxSize))
 	}
 	return n * unit, nil
 }
+
+// maxSize is the largest size ParseSize and size options accept.
+const maxSize = 1 << 62

@@ -105,7 +105,16 @@ func (t *topicState) MakeProducer(name string, batch diaspora.BatchSize, maxBatc
 	if batch == diaspora.AdaptiveBatchSize {
 		perBatch = adaptiveBatchHint
 	}
-	p.slots = make(chan struct{}, perBatch*int(maxBatches))
+	if perBatch < 1 || maxBatches < 1 {
+		return nil, fmt.Errorf("producer %q: %w: BatchSize %d, MaxNumBatches %d: want BatchSize AdaptiveBatchSize (-1) or >= 1 and MaxNumBatches >= 1",
+			name, diaspora.ErrInvalidArgument, int(batch), int(maxBatches))
+	}
+	// Clamped to maxPending pushes, and at least 1: the product of values
+	// that skipped the root package's checks could overflow an int (to 0,
+	// an unbuffered channel that blocks Push forever; negative, a panic).
+	const maxPending = 1 << 26
+	mb := min(int(maxBatches), maxPending)
+	p.slots = make(chan struct{}, min(perBatch, maxPending/mb)*mb)
 	p.pooledCond.L = &p.pooledMu
 	for i, part := range t.parts {
 		if err := part.addProducer(name); err != nil {
