@@ -89,6 +89,8 @@ func InspectRing(shmPath, name string) (f RingFile) {
 		defer r.Close()
 		own := r.Owner()
 		f.Owner = &own
+	} else if own, err := shm.OwnerOf(f.Path); err == nil {
+		f.Owner = &own // damaged, but whose it is still tells whose sidecar counts
 	}
 	if text, sideOwner, err := shm.AnyOwner.ReadFile(filepath.Join(shmPath, ringInfoName(name)), 1<<16); err == nil &&
 		f.Owner != nil && sideOwner.UID == f.Owner.UID {

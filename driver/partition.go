@@ -210,7 +210,10 @@ func (p *partition) openRing() (*ring.Ring, error) {
 		return nil, err
 	}
 	if err := shm.WriteFileAtomic(d.opts.ShmPath, ringInfoName(name), info, t.opts.Mode, gid); err != nil {
-		return nil, fmt.Errorf("shm driver: %s: write ring info: %w", p, err)
+		// The sidecar only tells tools whose ring this is; another user's
+		// file at its name (which the sticky shm directory keeps us from
+		// replacing) must not keep the topic from working.
+		d.logger.Warn("cannot write the ring's sidecar; diaspora-shmctl will not know whose ring it is", "topic", t.name, "partition", p.index, "err", err)
 	}
 	// Build the ring under a temporary name and link it into place, so that
 	// no process ever maps a ring whose header is half written, and of two

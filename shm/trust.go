@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,15 +53,19 @@ func (t Trust) check(path string, st *unix.Stat_t) error {
 	if perm == 0 {
 		perm = 0o600
 	}
-	if got := os.FileMode(st.Mode & 0o7777); got&^perm != 0 {
-		return fmt.Errorf("%w: shm: %s has mode %#o, wider than %#o: refusing a file others may have written", os.ErrPermission, path, got, perm)
-	}
+	var why []string
 	uid := uint32(os.Geteuid())
-	if st.Uid == uid || slices.Contains(t.Owners, st.Uid) || slices.Contains(t.Groups, st.Gid) {
+	if st.Uid != uid && !slices.Contains(t.Owners, st.Uid) && !slices.Contains(t.Groups, st.Gid) {
+		why = append(why, fmt.Sprintf("belongs to uid %d, group %d, not to you (uid %d) nor to the topic's owner or group", st.Uid, st.Gid, uid))
+	}
+	if got := os.FileMode(st.Mode & 0o7777); got&^perm != 0 {
+		why = append(why, fmt.Sprintf("has mode %#o, wider than %#o", got, perm))
+	}
+	if len(why) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: shm: %s belongs to uid %d, group %d, not to you (uid %d) nor to the topic's owner or group: refusing a file another user may have put there",
-		os.ErrPermission, path, st.Uid, st.Gid, uid)
+	return fmt.Errorf("%w: shm: %s %s: refusing a file another user may have put there or written",
+		os.ErrPermission, path, strings.Join(why, " and "))
 }
 
 // OpenFile opens dir/name read-write without following a symbolic link and
@@ -151,4 +156,13 @@ func WriteFileAtomic(dir, name string, data []byte, perm os.FileMode, gid int) e
 		os.Remove(tmp)
 	}
 	return err
+}
+
+// OwnerOf says who owns the file at path, without following a link.
+func OwnerOf(path string) (FileOwner, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return FileOwner{}, &os.PathError{Op: "lstat", Path: path, Err: err}
+	}
+	return ownerOf(&st), nil
 }

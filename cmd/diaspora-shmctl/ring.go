@@ -462,13 +462,18 @@ func planClean(rings []driver.RingFile, force bool, now time.Time) []cleanAction
 		}
 		switch {
 		case r.Info == nil:
+			// Without a sidecar nothing proves the ring's root is gone (its
+			// writer may have been kept from writing one): it may hold the
+			// only copy of its events.
 			st, err := os.Stat(r.Path)
 			if err == nil && now.Sub(st.ModTime()) < minOrphanAge && !force {
 				c.Action, c.Reason = "skip", "no sidecar yet; it may be being created (--force removes it)"
 			} else if len(users) > 0 {
 				c.Action, c.Reason = "skip", "no sidecar, but in use by "+strings.Join(users, ", ")
+			} else if !force {
+				c.Action, c.Reason = "skip", "no sidecar says which topic it belongs to, so nothing proves it is orphaned (--force removes it)"
 			} else {
-				c.Reason = "no sidecar says which topic it belongs to: nothing to archive to"
+				c.Reason = "no sidecar says which topic it belongs to: nothing to archive to; removed by --force"
 			}
 		case r.RootErr != "":
 			// Only a proof that the root no longer holds the topic lets a

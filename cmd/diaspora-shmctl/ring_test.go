@@ -57,7 +57,7 @@ func TestPlanCleanDecidesPerRing(t *testing.T) {
 		"root-unknown-durable": {"skip", false, "cannot tell whether root /r"},
 		"not-durable-empty":    {"remove", false, "no live process"},
 		"damaged":              {"skip", false, "cannot be opened"},
-		"orphan":               {"remove", false, "no sidecar"},
+		"orphan":               {"skip", false, "nothing proves it is orphaned"},
 		"fresh-orphan":         {"skip", false, "being created"},
 	}
 	for _, c := range planClean(rings, false, time.Now()) {
@@ -68,7 +68,7 @@ func TestPlanCleanDecidesPerRing(t *testing.T) {
 		}
 	}
 	for _, c := range planClean(rings, true, time.Now()) {
-		if (c.Ring == "damaged" || c.Ring == "not-durable" || c.Ring == "fresh-orphan") && c.Action != "remove" {
+		if (c.Ring == "damaged" || c.Ring == "not-durable" || c.Ring == "fresh-orphan" || c.Ring == "orphan") && c.Action != "remove" {
 			t.Errorf("%s with --force: got %s (%s), want remove", c.Ring, c.Action, c.Reason)
 		}
 		// Not knowing whether the root holds the topic is no licence to drop
