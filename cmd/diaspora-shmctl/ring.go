@@ -89,7 +89,11 @@ func viewRing(f driver.RingFile) ringView {
 func processes(st ring.Stats) []procView {
 	out := []procView{}
 	for _, s := range st.Slots {
-		out = append(out, procView{PID: s.Process.PID, Role: "reader", Name: s.Name, Alive: s.Alive})
+		role := "reader"
+		if s.Producer {
+			role = "producer"
+		}
+		out = append(out, procView{PID: s.Process.PID, Role: role, Name: s.Name, Alive: s.Alive})
 	}
 	if st.Archiver.PID != 0 {
 		out = append(out, procView{PID: st.Archiver.PID, Role: "archiver", Alive: st.Archiver.Alive()})
@@ -231,18 +235,29 @@ type inspectView struct {
 	OldestReader     string     `json:"oldest_reader,omitempty"`
 	ArchiverPID      uint32     `json:"archiver_pid"`
 	ArchiverAlive    bool       `json:"archiver_alive"`
+	Deleted          bool       `json:"deleted"`
+	Owner            string     `json:"owner,omitempty"`
 	Readers          []slotView `json:"readers"`
+	Producers        []slotView `json:"producers"`
 }
 
 func inspectRing(f driver.RingFile) inspectView {
-	v := inspectView{ringView: viewRing(f), Readers: []slotView{}}
+	v := inspectView{ringView: viewRing(f), Readers: []slotView{}, Producers: []slotView{}}
+	if f.Owner != nil {
+		v.Owner = fmt.Sprintf("uid %d, group %d, mode %04o", f.Owner.UID, f.Owner.GID, uint32(f.Owner.Perm))
+	}
 	st := f.Stats
 	if st == nil {
 		return v
 	}
-	v.Version, v.FirstID, v.HeadCache = st.Version, st.FirstID, st.HeadCache
+	v.Version, v.FirstID, v.HeadCache, v.Deleted = st.Version, st.FirstID, st.HeadCache, st.Deleted
 	v.ArchiverPID, v.ArchiverAlive = st.Archiver.PID, st.Archiver.PID != 0 && st.Archiver.Alive()
 	for _, s := range st.Slots {
+		if s.Producer {
+			// A producer's presence: it pins no space.
+			v.Producers = append(v.Producers, slotView{Slot: s.Index, Name: s.Name, PID: s.Process.PID, Alive: s.Alive, Attached: s.Attached})
+			continue
+		}
 		v.Readers = append(v.Readers, slotView{
 			Slot: s.Index, Name: s.Name, PID: s.Process.PID, Alive: s.Alive,
 			ReadPos: s.ReadPos, ReleasePos: s.ReleasePos,
@@ -275,7 +290,13 @@ func printInspect(w io.Writer, v inspectView) error {
 		fmt.Fprintf(w, "  error:             %s\n", oneLine(v.Error))
 		return nil
 	}
+	if v.Owner != "" {
+		fmt.Fprintf(w, "  owner:             %s\n", v.Owner)
+	}
 	fmt.Fprintf(w, "  version:           %d\n", v.Version)
+	if v.Deleted {
+		fmt.Fprintf(w, "  deleted:           true (its topic was deleted; its users get errors)\n")
+	}
 	fmt.Fprintf(w, "  capacity:          %d (%s)\n", v.Capacity, humanBytes(uint64(v.Capacity)))
 	fmt.Fprintf(w, "  durable:           %t\n", v.Durable)
 	fmt.Fprintf(w, "  complete:          %t\n", v.Complete)
@@ -299,6 +320,17 @@ func printInspect(w io.Writer, v inspectView) error {
 	default:
 		fmt.Fprintf(w, "  archiver:          pid %d (dead)\n", v.ArchiverPID)
 	}
+	if len(v.Producers) == 0 {
+		fmt.Fprintf(w, "  producers:         none\n")
+	} else {
+		fmt.Fprintf(w, "  producers:\n")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "    SLOT\tNAME\tPID\tSTATE\tATTACHED")
+		for _, r := range v.Producers {
+			fmt.Fprintf(tw, "    %d\t%s\t%d\t%s\t%s\n", r.Slot, r.Name, r.PID, aliveWord(r.Alive), r.Attached.Format(time.RFC3339))
+		}
+		tw.Flush()
+	}
 	if len(v.Readers) == 0 {
 		fmt.Fprintf(w, "  readers:           none\n")
 		return nil
@@ -307,14 +339,17 @@ func printInspect(w io.Writer, v inspectView) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "    SLOT\tNAME\tPID\tSTATE\tREAD_POS\tRELEASE_POS\tLAG\tPINNED\tATTACHED")
 	for _, r := range v.Readers {
-		state := "dead"
-		if r.Alive {
-			state = "alive"
-		}
-		fmt.Fprintf(tw, "    %d\t%s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\n", r.Slot, r.Name, r.PID, state, r.ReadPos, r.ReleasePos,
+		fmt.Fprintf(tw, "    %d\t%s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\n", r.Slot, r.Name, r.PID, aliveWord(r.Alive), r.ReadPos, r.ReleasePos,
 			humanBytes(r.Lag), humanBytes(r.Pinned), r.Attached.Format(time.RFC3339))
 	}
 	return tw.Flush()
+}
+
+func aliveWord(alive bool) string {
+	if alive {
+		return "alive"
+	}
+	return "dead"
 }
 
 // findRings resolves TOPIC, TOPIC/PARTITION or a ring file name to rings.
