@@ -180,48 +180,30 @@ func TestGroupSharedTopicAcrossTwoUsers(t *testing.T) {
 		return &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: []uint32{u.SharedGroupID}}
 	}
 	base1 := []string{"DSHM_OPTS=" + env.opts.Dump(), "DSHM_TOPIC=shared", "HOME=/nonexistent"}
-	run := func(u testutil.GroupMember, role, name string, extra ...string) []string {
+	run := func(u testutil.GroupMember, role, name string, extra ...string) *collected {
 		t.Helper()
-		var mu sync.Mutex
-		var lines []string
-		p := spawnBin(t, bin, role, name, 0, append(append([]string{}, base1...), extra...), cred(u), func(_ *proc, l string) {
-			mu.Lock()
-			lines = append(lines, l)
-			mu.Unlock()
-		})
+		var out collected
+		p := spawnBin(t, bin, role, name, 0, append(append([]string{}, base1...), extra...), cred(u), out.add)
 		if err := p.waitExit(60 * time.Second); err != nil {
-			t.Fatalf("%s %s as %s: %v\n%s\nstderr: %s", role, name, u.Name, err, strings.Join(lines, "\n"), p.stderr.String())
+			t.Fatalf("%s %s as %s: %v\n%s\nstderr: %s", role, name, u.Name, err, strings.Join(out.lines, "\n"), p.stderr.String())
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		for _, l := range lines {
-			if strings.HasPrefix(l, "error") || strings.HasPrefix(l, "fail") {
-				t.Fatalf("%s %s as %s: %s", role, name, u.Name, l)
-			}
+		if l := out.find("error", "") + out.find("fail", ""); l != "" {
+			t.Fatalf("%s %s as %s: %s", role, name, u.Name, l)
 		}
-		return lines
-	}
-	count := func(lines []string, prefix string) int {
-		n := 0
-		for _, l := range lines {
-			if strings.HasPrefix(l, prefix) {
-				n++
-			}
-		}
-		return n
+		return &out
 	}
 	run(users[0], "create", "", `DSHM_TOPIC_OPTS={"mode":"0660","durability":"async","ring_size":"64KiB"}`)
 	// The second user opens first: it creates the ring and the log's files.
-	if n := count(run(users[1], "producer", "b", "DSHM_MAX=20", "DSHM_PAUSE_US=0"), "done "); n != 20 {
+	if n := run(users[1], "producer", "b", "DSHM_MAX=20", "DSHM_PAUSE_US=0").count("done "); n != 20 {
 		t.Fatalf("the group member pushed %d of 20 events", n)
 	}
-	if n := count(run(users[0], "consumer", "owner", "DSHM_MAX=20", "DSHM_ACK_EVERY=1", "DSHM_ERR_EXIT=1"), "got "); n != 20 {
+	if n := run(users[0], "consumer", "owner", "DSHM_MAX=20", "DSHM_ACK_EVERY=1", "DSHM_ERR_EXIT=1").count("got "); n != 20 {
 		t.Fatalf("the owner received %d of the member's 20 events", n)
 	}
-	if n := count(run(users[0], "producer", "a", "DSHM_MAX=10", "DSHM_PAUSE_US=0"), "done "); n != 10 {
+	if n := run(users[0], "producer", "a", "DSHM_MAX=10", "DSHM_PAUSE_US=0").count("done "); n != 10 {
 		t.Fatalf("the owner pushed %d of 10 events", n)
 	}
-	if n := count(run(users[1], "consumer", "member", "DSHM_MAX=30", "DSHM_ACK_EVERY=1", "DSHM_ERR_EXIT=1"), "got "); n != 30 {
+	if n := run(users[1], "consumer", "member", "DSHM_MAX=30", "DSHM_ACK_EVERY=1", "DSHM_ERR_EXIT=1").count("got "); n != 30 {
 		t.Fatalf("the member received %d of 30 events", n)
 	}
 }
