@@ -126,6 +126,9 @@ func (t *topicState) MakeConsumer(name string, batch diaspora.BatchSize, maxBatc
 // consumer at its stored position, or at the start (or end) for a new name.
 func (c *consumer) attach(part *partition) (_ *consumerPartition, err error) {
 	cp := &consumerPartition{c: c, part: part, loc: part.topic.name + "/" + strconv.Itoa(part.index)}
+	if c.zeroCopy {
+		part.views.Store(true)
+	}
 	defer func() { // runs last, after a fault became err
 		if err != nil && cp.lock != nil {
 			cp.lock.Close()

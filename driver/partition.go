@@ -46,6 +46,11 @@ type partition struct {
 	// the same name (the path leads to another inode; ours cannot be
 	// reused while we hold it).
 	dirFD int
+
+	// views is set once this process handed out slices of the ring that
+	// may outlive it (zero-copy events, claims): the ring's addresses then
+	// stay mapped, to zeros, after close.
+	views atomic.Bool
 }
 
 // waitArchived waits up to wait for the log to hold everything before end.
@@ -60,13 +65,20 @@ func (p *partition) waitArchived(end uint64, wait time.Duration) error {
 		if err == nil || !errors.Is(err, ring.ErrTimeout) {
 			return err
 		}
-		if e := p.archiveErr.Load(); e != nil && archiveHopeless(*e) {
+		if e := p.archiveErr.Load(); e != nil && archiveHopeless(*e) && !p.otherArchiverAlive() {
 			return fmt.Errorf("the archiver of %s cannot write the log: %w", p, *e)
 		}
 		if !time.Now().Before(deadline) {
 			return err
 		}
 	}
+}
+
+// otherArchiverAlive reports whether the ring's archiver is another live
+// process, which may write the log where this one cannot.
+func (p *partition) otherArchiverAlive() bool {
+	a := p.ring.Stats().Archiver
+	return a.PID != 0 && a != shm.Self() && a.Alive()
 }
 
 // archiveHopeless reports whether an archiver's error will not go away by
@@ -104,11 +116,15 @@ func (p *partition) addProducer(name string) (err error) {
 	p.prodMu.Lock()
 	defer p.prodMu.Unlock()
 	if p.producers == 0 {
-		ps, err := p.ring.AttachProducer(name)
-		if err != nil {
+		// The slot only makes the producer visible: with every producer
+		// slot taken, it produces unseen rather than not at all.
+		if ps, err := p.ring.AttachProducer(name); err == nil {
+			p.prodSlot = ps
+		} else if errors.Is(err, ring.ErrNoSlot) {
+			p.topic.d.logger.Warn("no free producer slot: tools will not see this producer", "topic", p.topic.name, "partition", p.index, "err", err)
+		} else {
 			return fmt.Errorf("shm driver: %s: producer %q: %w", p, name, err)
 		}
-		p.prodSlot = ps
 	}
 	p.producers++
 	return nil
@@ -182,15 +198,16 @@ func (p *partition) String() string {
 // the first open ever, or after /dev/shm was lost, when it is rebuilt so that
 // IDs continue after everything the log holds or a consumer acknowledged.
 // The shm directory is shared with every user: a file at the ring's name
-// that is not the topic's (see ringTrust) is refused, never mapped, and a
-// new ring is built under a fresh name and linked into place, so nothing
-// planted there is followed or reused.
+// that is not the topic's (see ringTrust; or a ring of another topic or
+// partition, such as a hard link) is refused, never mapped; a missing ring
+// is built under a fresh name and linked into place, so nothing planted at
+// the name meanwhile is followed or reused.
 func (p *partition) openRing() (*ring.Ring, error) {
 	d := p.topic.d
 	t := p.topic
 	trust := ringTrust(t.opts, t.owner)
 	name := ringFileName(d.opts.RootPath, t.cfg.ID, p.index)
-	r, err := ring.Open(d.opts.ShmPath, name, trust)
+	r, err := p.openOwnRing(name, trust)
 	if err == nil {
 		return r, nil
 	}
@@ -226,6 +243,8 @@ func (p *partition) openRing() (*ring.Ring, error) {
 		Durable:     t.opts.Durability != DurabilityNone,
 		Perm:        t.opts.Mode,
 		GID:         gid,
+		TopicID:     t.id,
+		Partition:   uint32(p.index),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("shm driver: %s: create ring: %w", p, err)
@@ -237,9 +256,24 @@ func (p *partition) openRing() (*ring.Ring, error) {
 	if linkErr != nil && !errors.Is(linkErr, os.ErrExist) {
 		return nil, fmt.Errorf("shm driver: %s: create ring: %w", p, linkErr)
 	}
-	r, err = ring.Open(d.opts.ShmPath, name, trust)
+	r, err = p.openOwnRing(name, trust)
 	if err != nil {
 		return nil, fmt.Errorf("shm driver: %s: %w", p, err)
+	}
+	return r, nil
+}
+
+// openOwnRing opens the ring at name and checks that it is this topic's
+// and this partition's.
+func (p *partition) openOwnRing(name string, trust shm.Trust) (*ring.Ring, error) {
+	r, err := ring.Open(p.topic.d.opts.ShmPath, name, trust)
+	if err != nil {
+		return nil, err
+	}
+	if id, part := r.TopicID(), r.Partition(); id != p.topic.id || part != uint32(p.index) {
+		r.Close()
+		return nil, fmt.Errorf("%w: ring %s belongs to topic id %016x partition %d, not to this one (id %016x partition %d): refusing it",
+			os.ErrPermission, r.Path(), id, part, p.topic.id, p.index)
 	}
 	return r, nil
 }
@@ -280,6 +314,9 @@ func (p *partition) close() error {
 		<-p.done
 	}
 	unix.Close(p.dirFD)
+	if p.views.Load() {
+		return p.ring.CloseKeepingViews()
+	}
 	return p.ring.Close()
 }
 
@@ -318,7 +355,13 @@ func (p *partition) contendForArchiver() {
 					p.topic.d.logger.Error("archiver stopped, retrying", "topic", p.topic.name, "partition", p.index, "err", err)
 				}
 			}
-		} else if !errors.Is(err, segment.ErrLocked) {
+		} else if errors.Is(err, segment.ErrLocked) {
+			// Another process archives: what failed here is not the state
+			// of the log any more.
+			if p.archiveErr.Load() != nil {
+				p.archiveErr.Store(nil)
+			}
+		} else {
 			// Pushes that wait for the log say why it does not come.
 			err = fmt.Errorf("take the archiver lock of %s: %w", p, err)
 			p.archiveErr.Store(&err)
@@ -417,6 +460,9 @@ func (p *partition) archive() (err error) {
 		}
 		if (opts.RetentionBytes > 0 || opts.RetentionAge > 0) && time.Since(lastRetention) > retentionInterval {
 			lastRetention = time.Now()
+			if err := p.checkDir(); err != nil {
+				return err
+			}
 			if _, err := w.Retain(segment.Retention{MaxBytes: opts.RetentionBytes, MaxAge: opts.RetentionAge}); err != nil {
 				p.topic.d.logger.Warn("retention failed", "topic", p.topic.name, "partition", p.index, "err", err)
 			}

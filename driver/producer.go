@@ -677,7 +677,8 @@ func (p *producer) Claim(md diaspora.Metadata, size int, partition int) (_ diasp
 		return nil, fmt.Errorf("producer %q of topic %q: serialize: %w", p.name, t.name, err)
 	}
 	pp := p.parts[idx]
-	pp.flush(true) // what was pushed before the claim goes first
+	pp.part.views.Store(true) // Bytes() may be kept past Close
+	pp.flush(true)            // what was pushed before the claim goes first
 	c := &claim{p: p, pp: pp, md: md}
 	if err := pp.part.ring.Claim(&c.c, []ring.RecordSize{{Meta: len(meta), Data: size}}, p.timeout); err != nil {
 		if errors.Is(err, ring.ErrTooLarge) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"sync"
 
 	"github.com/diaspora-shm/diaspora"
@@ -19,6 +20,7 @@ type topicState struct {
 	d     *Driver
 	name  string
 	cfg   topicConfigFile
+	id    uint64 // cfg.ID as a number, recorded in each ring
 	opts  topicOptions
 	owner topicOwner
 	infos []diaspora.PartitionInfo
@@ -41,6 +43,9 @@ func openTopicState(d *Driver, name string) (*topicState, error) {
 		return nil, err
 	}
 	t := &topicState{d: d, name: name, cfg: cfg, opts: opts, owner: owner, clients: map[closer]struct{}{}}
+	if t.id, err = strconv.ParseUint(cfg.ID, 16, 64); err != nil {
+		return nil, fmt.Errorf("shm driver: topic %q: id %q is not 16 hex digits", name, cfg.ID)
+	}
 	if t.validator, err = diaspora.ValidatorFromMetadata(metadataOrEmpty(cfg.Validator)); err != nil {
 		return nil, fmt.Errorf("topic %q: validator: %w", name, err)
 	}

@@ -2,8 +2,10 @@ package ring
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -240,8 +242,8 @@ func TestOpenRefusesFilesAnotherUserMayHavePut(t *testing.T) {
 	}
 }
 
-// Slices into a closed ring (a zero-copy event kept too long) read zeros
-// and take writes without killing the process.
+// Slices into a ring closed keeping its views (a zero-copy event kept too
+// long) read zeros and take writes without killing the process.
 func TestSlicesOutliveCloseWithoutFaulting(t *testing.T) {
 	r, err := Create(t.TempDir(), "r", Options{Capacity: MinCapacity})
 	if err != nil {
@@ -260,7 +262,7 @@ func TestSlicesOutliveCloseWithoutFaulting(t *testing.T) {
 		t.Fatal(err)
 	}
 	open := c.Data(0)
-	r.Close()
+	r.CloseKeepingViews()
 	for i, b := range e.Data {
 		if b != 0 {
 			t.Fatalf("byte %d of a record read after Close: %d, want 0", i, b)
@@ -269,5 +271,94 @@ func TestSlicesOutliveCloseWithoutFaulting(t *testing.T) {
 	open[0] = 1 // a write into a claim after Close lands in private memory
 	if open[0] != 1 {
 		t.Fatal("write after Close was lost within the process")
+	}
+}
+
+// A COMMITTING header whose pid is alive (reused, of another pid namespace,
+// or forged: here our own) is given up after the committing timeout; it
+// never stops the ring for good.
+func TestCommittingHeaderOfALivePidIsGivenUpEventually(t *testing.T) {
+	old := committingTimeout
+	committingTimeout = 50 * time.Millisecond
+	defer func() { committingTimeout = old }()
+	r := newTestRing(t, Options{})
+	r.SetAbandonTimeout(time.Millisecond)
+	rd, _ := r.Attach("r")
+	var stuck, c Claim
+	if err := r.Claim(&stuck, []RecordSize{{Data: 40}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	// What Commit does first, and then nothing more.
+	L := stuck.End() - stuck.Pos()
+	pid := uint64(r.self.PID) << 32
+	if !cas16(r.data, 0, StateClaimed, L|pid, StateCommitting, L|pid) {
+		t.Fatal("could not move the claim to COMMITTING")
+	}
+	if err := push(r, &c, []RecordSize{{Data: 40}}, 0, 9, 0); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	e, err := rd.Next(5 * time.Second)
+	if err != nil {
+		t.Fatalf("the record behind a COMMITTING header of a live pid: %v", err)
+	}
+	if _, seq, err := check(e); err != nil || seq != 9 {
+		t.Fatalf("want seq 9 intact, got %d, %v", seq, err)
+	}
+	if took := time.Since(start); took < committingTimeout {
+		t.Fatalf("a COMMITTING header of a live pid was given up after %v, before the committing timeout %v", took, committingTimeout)
+	}
+}
+
+// Producer slots sit after the reader slots: a producer never takes a
+// consumer's place, nor a full set of consumers a producer's.
+func TestProducerSlotsDoNotUseReaderSlots(t *testing.T) {
+	r := newTestRing(t, Options{ReaderSlots: 1})
+	ps, err := r.AttachProducer("p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	rd, err := r.Attach("only")
+	if err != nil {
+		t.Fatalf("the one reader slot, with a producer attached: %v", err)
+	}
+	defer rd.Close()
+	ps2, err := r.AttachProducer("p2")
+	if err != nil {
+		t.Fatalf("a producer with every reader slot taken: %v", err)
+	}
+	ps2.Close()
+}
+
+// Close unmaps: opening and closing rings does not grow the process's
+// address space (only CloseKeepingViews keeps the range).
+func TestCloseGivesBackTheAddressSpace(t *testing.T) {
+	dir := t.TempDir()
+	vm := func() int64 {
+		b, _ := os.ReadFile("/proc/self/status")
+		var kb int64
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "VmSize:") {
+				fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(l, "VmSize:")), "%d", &kb)
+			}
+		}
+		return kb << 10
+	}
+	r, err := Create(dir, "big", Options{Capacity: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	before := vm()
+	for i := 0; i < 20; i++ {
+		o, err := Open(dir, "big", shm.Trust{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Close()
+	}
+	if grew := vm() - before; grew > 64<<20 {
+		t.Fatalf("20 opens and closes of a 64 MiB ring grew the address space by %d MiB", grew>>20)
 	}
 }

@@ -14,6 +14,7 @@ const (
 	MaxCapacity   = 1 << 30
 	MaxSlots      = 4096
 	DefaultSlots  = 64
+	ProducerSlots = 64 // after the reader slots: producers' presence, never counted as readers
 	RecordAlign   = 16
 	RecHeaderSize = 32
 	MaxPos        = 1 << 62 // positions at or past this are corrupt (4 EiB written)
@@ -28,6 +29,8 @@ const (
 	OffFirstID         = 32 // uint64, ID of the first record of this file
 	OffCreatedUnixNano = 40 // int64
 	OffCreatorPID      = 48 // uint32
+	OffTopicID         = 52 // uint64, the topic incarnation the ring belongs to (its creator's choice)
+	OffPartition       = 60 // uint32, the partition of that topic
 
 	// line 1: the tail pair, changed only by cas128
 	OffTailPos = 64 // uint64, next position to claim
@@ -99,9 +102,10 @@ const (
 	stateMask       = 15
 )
 
-// headerSizeFor returns the header region size for n reader slots.
+// headerSizeFor returns the header region size for n reader slots and the
+// ProducerSlots producer slots after them.
 func headerSizeFor(n int) int {
-	return (HeaderBase + n*SlotSize + PageSize - 1) &^ (PageSize - 1)
+	return (HeaderBase + (n+ProducerSlots)*SlotSize + PageSize - 1) &^ (PageSize - 1)
 }
 
 func align16(n uint64) uint64 { return (n + RecordAlign - 1) &^ (RecordAlign - 1) }

@@ -12,6 +12,10 @@ import (
 // DefaultSpin is how long Next busy-polls before sleeping on the futex.
 const DefaultSpin = 20 * time.Microsecond
 
+// committingTimeout is the least a reader waits on a COMMITTING record of
+// a live pid before it gives the record up (a variable for the tests).
+var committingTimeout = time.Minute
+
 // maxSleep caps one futex sleep of a reader, so that it rechecks the
 // complete flag and stuck claims; wakeups do not depend on it.
 const maxSleep = 100 * time.Millisecond
@@ -54,7 +58,7 @@ func (r *Ring) Attach(name string) (*Reader, error) {
 		return nil, ErrClosed
 	}
 	h := r.hdr
-	slot, err := r.takeSlot(name)
+	slot, err := r.takeSlot(name, 0, r.slots)
 	if err != nil {
 		return nil, err
 	}
@@ -80,13 +84,14 @@ func (r *Ring) Attach(name string) (*Reader, error) {
 	return &Reader{r: r, slot: slot, so: so, pos: hc, rel: hc, spin: DefaultSpin}, nil
 }
 
-// takeSlot claims a free slot (reclaiming dead ones when none is free) and
-// writes our identity and name into it; the slot is left SlotClaiming.
-func (r *Ring) takeSlot(name string) (int, error) {
+// takeSlot claims a free slot in [from, to) (reclaiming dead ones when none
+// is free) and writes our identity and name into it; the slot is left
+// SlotClaiming.
+func (r *Ring) takeSlot(name string, from, to int) (int, error) {
 	h := r.hdr
 	slot := -1
 	for try := 0; try < 2 && slot < 0; try++ {
-		for i := 0; i < r.slots; i++ {
+		for i := from; i < to; i++ {
 			if cas32(h, r.slotOff(i)+SlotOffState, SlotFree, SlotClaiming) {
 				slot = i
 				break
@@ -97,7 +102,7 @@ func (r *Ring) takeSlot(name string) (int, error) {
 		}
 	}
 	if slot < 0 {
-		return -1, fmt.Errorf("%w: all %d slots of %s are held by live readers and producers", ErrNoSlot, r.slots, r.path)
+		return -1, fmt.Errorf("%w: all %d slots of %s are held by live processes", ErrNoSlot, to-from, r.path)
 	}
 	so := r.slotOff(slot)
 	store32(h, so+SlotOffPID, r.self.PID)
@@ -126,7 +131,7 @@ func (r *Ring) AttachProducer(name string) (*ProducerSlot, error) {
 	if r.closed.Load() {
 		return nil, ErrClosed
 	}
-	slot, err := r.takeSlot(name)
+	slot, err := r.takeSlot(name, r.slots, r.slots+ProducerSlots)
 	if err != nil {
 		return nil, err
 	}
@@ -317,7 +322,15 @@ func (rd *Reader) markStuck(pos uint64, now time.Time) time.Duration {
 func (rd *Reader) stuckClaimed(pos, w0, w1, cl uint64, mayAbandon bool) bool {
 	now := time.Now()
 	waited := rd.markStuck(pos, now)
-	give := mayAbandon && waited >= time.Duration(rd.r.abandon.Load())
+	limit := time.Duration(rd.r.abandon.Load())
+	if !mayAbandon {
+		// A commit that has begun writes a few headers and ends; one that
+		// has not ended after this long belongs to a process that is gone
+		// under a pid that lives again (reused, or of another pid
+		// namespace), or to a forged header: it must not stop the ring.
+		limit = max(committingTimeout, 10*limit)
+	}
+	give := waited >= limit
 	if !give && now.Sub(rd.lastChk) >= deadGrace {
 		rd.lastChk = now
 		if !pidAlive(uint32(w1 >> 32)) {

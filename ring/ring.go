@@ -30,6 +30,11 @@ type Options struct {
 	Durable     bool        // space is reused only behind ArchivedPos too
 	Perm        os.FileMode // default 0600
 	GID         int         // > 0: give the file this group (a topic shared with a group)
+	// TopicID and Partition say which topic incarnation and partition the
+	// ring belongs to; Open's caller checks them, so that a ring of another
+	// topic (a hard link, a copy) put at this one's name is refused.
+	TopicID   uint64
+	Partition uint32
 }
 
 // Ring is one process's handle on a ring file. Its methods are safe for
@@ -91,6 +96,8 @@ func Create(dir, name string, o Options) (*Ring, error) {
 	le.PutUint64(b[OffFirstID:], o.FirstID)
 	le.PutUint64(b[OffCreatedUnixNano:], uint64(time.Now().UnixNano()))
 	le.PutUint32(b[OffCreatorPID:], shm.Self().PID)
+	le.PutUint64(b[OffTopicID:], o.TopicID)
+	le.PutUint32(b[OffPartition:], o.Partition)
 	store64(b, OffTailID, o.FirstID)
 	r, err := newRing(m)
 	if err != nil {
@@ -171,11 +178,11 @@ func newRing(m *shm.Mapping) (*Ring, error) {
 	head := load64(b, OffHeadCache)
 	arch := load64(b, OffArchivedPos)
 	var maxSlot uint64
-	for i := 0; i < r.slots; i++ {
+	for i := 0; i < r.slots+ProducerSlots; i++ {
 		so := r.slotOff(i)
 		st := load32(b, so+SlotOffState)
-		if st > SlotProducer {
-			return nil, bad(so+SlotOffState, fmt.Sprintf("slot %d state", i), uint64(st), "want 0, 1, 2 or 3")
+		if st > SlotProducer || (i < r.slots && st == SlotProducer) || (i >= r.slots && st == SlotActive) {
+			return nil, bad(so+SlotOffState, fmt.Sprintf("slot %d state", i), uint64(st), "want 0, 1, or 2 (reader slots) or 3 (producer slots)")
 		}
 		if st == SlotActive {
 			rp := load64(b, so+SlotOffReleasePos)
@@ -225,6 +232,23 @@ func (r *Ring) Close() error {
 	}
 	return r.m.Close()
 }
+
+// CloseKeepingViews is Close for a ring whose Entry and Claim slices may
+// outlive it (zero-copy events kept by a user): its addresses stay mapped,
+// to private zero pages, so that such a slice reads zeros instead of
+// faulting. The address range stays reserved for the life of the process.
+func (r *Ring) CloseKeepingViews() error {
+	if r.closed.Swap(true) {
+		return nil
+	}
+	return r.m.Retire()
+}
+
+// TopicID returns the topic incarnation recorded at creation.
+func (r *Ring) TopicID() uint64 { return binary.LittleEndian.Uint64(r.hdr[OffTopicID:]) }
+
+// Partition returns the partition recorded at creation.
+func (r *Ring) Partition() uint32 { return binary.LittleEndian.Uint32(r.hdr[OffPartition:]) }
 
 // Path returns the ring file's path.
 func (r *Ring) Path() string { return r.path }
@@ -397,6 +421,8 @@ type Stats struct {
 	Version, Capacity                                int
 	FirstID, TailPos, TailID, HeadCache, ArchivedPos uint64
 	Durable, Complete, Deleted                       bool
+	TopicID                                          uint64
+	Partition                                        uint32
 	Archiver                                         shm.Process
 	Slots                                            []SlotInfo
 }
@@ -405,12 +431,12 @@ type Stats struct {
 func (r *Ring) Stats() Stats {
 	tp, tid := load16(r.hdr, OffTailPos)
 	s := Stats{
-		Path: r.path, Version: Version, Capacity: int(r.cap), FirstID: r.firstID,
+		Path: r.path, Version: Version, Capacity: int(r.cap), FirstID: r.firstID, TopicID: r.TopicID(), Partition: r.Partition(),
 		TailPos: tp, TailID: tid, HeadCache: load64(r.hdr, OffHeadCache),
 		ArchivedPos: r.ArchivedPos(), Durable: r.durable, Complete: r.Complete(), Deleted: r.Deleted(),
 		Archiver: shm.Process{PID: load32(r.hdr, OffArchiverPID), Start: load64(r.hdr, OffArchiverStart)},
 	}
-	for i := 0; i < r.slots; i++ {
+	for i := 0; i < r.slots+ProducerSlots; i++ {
 		so := r.slotOff(i)
 		st := load32(r.hdr, so+SlotOffState)
 		if st != SlotActive && st != SlotProducer {
@@ -442,7 +468,7 @@ func (r *Ring) slotName(so int) string {
 // gone and returns how many it freed.
 func (r *Ring) ReclaimDead() int {
 	n := 0
-	for i := 0; i < r.slots; i++ {
+	for i := 0; i < r.slots+ProducerSlots; i++ {
 		so := r.slotOff(i)
 		if st := load32(r.hdr, so+SlotOffState); (st == SlotActive || st == SlotProducer) && !r.slotProc(so).Alive() {
 			if cas32(r.hdr, so+SlotOffState, st, SlotFree) {

@@ -160,12 +160,11 @@ var ErrRangeLocked = errors.New("shm: locked by another holder")
 // gives ErrRangeLocked.
 func (m *Mapping) LockRange(off int64) (*os.File, error) {
 	m.mu.Lock()
-	f := m.f
-	m.mu.Unlock()
-	if f == nil {
+	defer m.mu.Unlock() // Close must not free the descriptor we reopen
+	if m.f == nil {
 		return nil, fmt.Errorf("shm: lock %s: closed", m.path)
 	}
-	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", m.f.Fd()), unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("shm: lock %s: reopen: %w", m.path, err)
 	}
@@ -195,13 +194,23 @@ func (m *Mapping) Bytes() []byte { return m.b }
 // Path returns the file's path.
 func (m *Mapping) Path() string { return m.path }
 
-// Close lets go of the file. It is idempotent. The address range is not
-// unmapped: it is replaced, in one mmap(MAP_FIXED), by private anonymous
-// memory, so that a slice obtained from Bytes that outlives Close (a
-// zero-copy event kept after its consumer closed) reads zeros and writes go
-// nowhere, instead of faulting and killing the process. The range's virtual
-// addresses stay reserved; its pages cost no memory until written.
+// Close unmaps the file. It is idempotent. Slices obtained from Bytes must
+// not be used after Close (see Retire).
 func (m *Mapping) Close() error {
+	return m.close(false)
+}
+
+// Retire is Close for a mapping whose slices may outlive it (a zero-copy
+// event kept after its consumer closed): the address range is not unmapped
+// but replaced, in one mmap(MAP_FIXED), by private anonymous memory, so such
+// a slice reads zeros and writes go nowhere, instead of faulting and killing
+// the process. The range's virtual addresses stay reserved for the life of
+// the process; its pages cost no memory until written.
+func (m *Mapping) Retire() error {
+	return m.close(true)
+}
+
+func (m *Mapping) close(retire bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.m == nil {
@@ -212,6 +221,12 @@ func (m *Mapping) Close() error {
 	if m.f != nil {
 		m.f.Close()
 		m.f = nil
+	}
+	if !retire {
+		if err := unix.Munmap(b); err != nil {
+			return fmt.Errorf("shm: unmap %s: %w", m.path, err)
+		}
+		return nil
 	}
 	_, err := unix.MmapPtr(-1, 0, unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b)),
 		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED|unix.MAP_NORESERVE)

@@ -378,3 +378,39 @@ func TestConsumerNameHeldByAnotherProcessIsRefused(t *testing.T) {
 		return true
 	})
 }
+
+// A ring of another topic put at this topic's ring name (a hard link by a
+// member of its group, or a copy; same owner and mode, so the file checks
+// pass) is refused: the ring records the topic and partition it is for.
+func TestRingOfAnotherTopicAtTheNameIsRefused(t *testing.T) {
+	env := newFaultEnv(t)
+	env.createTopic(t, "a", `{"ring_size":"64KiB","durability":"none"}`)
+	ringA := openOnce(t, env, "a")
+	env.createTopic(t, "b", `{"ring_size":"64KiB","durability":"none"}`)
+	d := env.driver(t)
+	th, err := d.OpenTopic("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = th
+	d.Close()
+	var ringB string
+	for _, r := range env.ringFiles() {
+		if r != ringA {
+			ringB = r
+		}
+	}
+	if ringB == "" {
+		t.Fatalf("no ring of topic b among %v", env.ringFiles())
+	}
+	os.Remove(ringB)
+	if err := os.Link(ringA, ringB); err != nil {
+		t.Fatal(err)
+	}
+	d = env.driver(t)
+	defer d.Close()
+	_, err = d.OpenTopic("b")
+	if err == nil || !strings.Contains(err.Error(), "belongs to topic id") {
+		t.Fatalf("open of a topic whose ring name holds topic a's ring: want a refusal, got %v", err)
+	}
+}
