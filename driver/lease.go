@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/diaspora-shm/diaspora/segment"
 	"golang.org/x/sys/unix"
@@ -25,22 +26,45 @@ import (
 const (
 	idLeaseFile  = "ID_LEASE"
 	idLeaseLock  = "ID_LEASE.lock"
-	idLeaseBlock = 1 << 20
+	idLeaseBlock = 1 << 20 // the least IDs one extension covers
+	maxLeaseStep = 1 << 30 // the most, for a producer of millions of events a second
 	maxLease     = 1 << 62
 )
 
+// A lease is extended in the background once half of what it covers is
+// used, so that a push only waits for the fsync when IDs outrun it; and
+// when extensions come less than leaseQuick apart, the block doubles, so a
+// fast producer extends about once a second rather than tens of times.
+const leaseQuick = time.Second
+
 type idLease struct {
-	logger *slog.Logger
-	dir    string
-	mode   os.FileMode
-	limit  atomic.Uint64 // IDs below are covered by the stored lease
-	mu     sync.Mutex
+	logger  *slog.Logger
+	dir     string
+	mode    os.FileMode
+	limit   atomic.Uint64 // IDs below are covered by the stored lease
+	refresh atomic.Uint64 // from this ID on, extend in the background
+	bg      atomic.Bool   // a background extension is running
+	mu      sync.Mutex
+	block   uint64    // under mu: IDs the next extension adds
+	last    time.Time // under mu: when the last extension was stored
 }
 
 // cover makes sure the stored lease is past id. When it cannot be stored
 // (a read-only or full root) it logs and lets the event through.
 func (l *idLease) cover(id uint64) {
+	if id < l.refresh.Load() {
+		return
+	}
 	if id < l.limit.Load() {
+		// Covered, but the lease is half used: extend it meanwhile.
+		if l.bg.CompareAndSwap(false, true) {
+			go func() {
+				defer l.bg.Store(false)
+				l.mu.Lock()
+				defer l.mu.Unlock()
+				l.extendLocked(id)
+			}()
+		}
 		return
 	}
 	l.mu.Lock()
@@ -48,17 +72,35 @@ func (l *idLease) cover(id uint64) {
 	if id < l.limit.Load() {
 		return
 	}
-	if err := l.extend(id); err != nil {
+	l.extendLocked(id)
+}
+
+// extendLocked extends the lease past id by a block; l.mu is held.
+func (l *idLease) extendLocked(id uint64) {
+	if l.block == 0 {
+		l.block = idLeaseBlock
+	}
+	now := time.Now()
+	switch {
+	case !l.last.IsZero() && now.Sub(l.last) < leaseQuick:
+		l.block = min(2*l.block, maxLeaseStep)
+	case now.Sub(l.last) > 30*leaseQuick:
+		l.block = max(l.block/2, idLeaseBlock)
+	}
+	l.last = now
+	if err := l.extend(id, l.block); err != nil {
 		// The ring is still writable: events flow, but until the lease can be
 		// stored again an ID may repeat after the ring is lost. Say so once
 		// per block, and try again a block later.
 		l.logger.Warn("cannot store the ID lease; IDs may repeat if the ring is lost before it can", "dir", l.dir, "err", err)
-		l.limit.Store(id + 1 + idLeaseBlock)
+		l.limit.Store(id + 1 + l.block)
 	}
+	l.refresh.Store(l.limit.Load() - l.block/2)
 }
 
-// extend stores a lease past id, under an flock shared by all processes.
-func (l *idLease) extend(id uint64) error {
+// extend stores a lease past id by block IDs, under an flock shared by all
+// processes.
+func (l *idLease) extend(id, block uint64) error {
 	lock, err := os.OpenFile(filepath.Join(l.dir, idLeaseLock), os.O_RDONLY|os.O_CREATE|unix.O_NOFOLLOW, l.mode) // flock needs no write access
 	if err != nil {
 		return fmt.Errorf("ID lease: %w", err)
@@ -73,8 +115,8 @@ func (l *idLease) extend(id uint64) error {
 	if err != nil {
 		return err
 	}
-	if cur <= id {
-		cur = id + 1 + idLeaseBlock
+	if cur <= id+block/2 {
+		cur = id + 1 + block
 		if err := writeIDLease(l.dir, cur, l.mode); err != nil {
 			return err
 		}

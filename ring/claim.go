@@ -107,6 +107,7 @@ func (r *Ring) Claim(c *Claim, sizes []RecordSize, timeout time.Duration) error 
 			c.recs = append(c.recs, claimRec{off: o, meta: s.Meta, data: s.Data})
 			o += int(align16(RecHeaderSize + uint64(s.Meta) + uint64(s.Data)))
 		}
+		c.writeHeaders()
 		return nil
 	}
 }
@@ -314,40 +315,39 @@ func (c *Claim) Commit() error {
 	}
 	c.done = true
 	r, d := c.r, c.r.data
-	le := binary.LittleEndian
-	pid := r.self.PID
-	pos := c.pos
-	L := c.end - pos
-	off0 := c.recs[0].off
-	// Take the claim back from the readers first: from COMMITTING on no
-	// reader abandons it, and if one already did, nothing below is written
-	// over space that is no longer ours.
-	if !cas16(d, off0, pos|StateClaimed, L|uint64(pid)<<32, pos|StateCommitting, L|uint64(pid)<<32) {
-		return fmt.Errorf("%w: commit at position %d in %s: a reader gave the claim up after the abandon timeout %v, and the space may hold other events now; nothing was written",
+	pos, L, off0 := c.pos, c.end-c.pos, c.recs[0].off
+	pid := uint64(r.self.PID)
+	recLen0 := uint64(RecHeaderSize + c.recs[0].meta + c.recs[0].data)
+	if !cas16(d, off0, pos|StateClaimed, L|pid<<32, pos|StateCommitted, L|recLen0<<32) {
+		return fmt.Errorf("%w: commit at position %d in %s: a reader gave the claim up after the claim timeout %v, and the space may hold other events now; the commit wrote nothing",
 			ErrAbandoned, pos, r.path, time.Duration(r.abandon.Load()))
 	}
+	r.wakeData()
+	return nil
+}
+
+// writeHeaders writes, right after the claim is won, every header field but
+// record 0's state: the IDs, metadata lengths and pid of every record, and
+// the COMMITTED headers of records 1..k-1. Nobody reads past record 0 before
+// it commits (or, abandoned, becomes padding over the whole claim), and the
+// seq-cst commit CAS publishes these stores; so Commit is that one CAS, and
+// a commit that comes after readers gave the claim up writes nothing over
+// space that is no longer the claim's.
+func (c *Claim) writeHeaders() {
+	d := c.r.data
+	le := binary.LittleEndian
+	pid := c.r.self.PID
 	for i := range c.recs {
 		rc := &c.recs[i]
-		recLen := uint64(RecHeaderSize + rc.meta + rc.data)
 		le.PutUint64(d[rc.off+RecOffEventID:], c.id0+uint64(i))
 		le.PutUint32(d[rc.off+RecOffMetaLen:], uint32(rc.meta))
 		le.PutUint32(d[rc.off+RecOffPID:], pid)
 		if i > 0 {
-			// Nobody reads past record 0 before it commits; the seq-cst
-			// commit CAS below publishes these stores.
-			al := align16(recLen)
-			storePlain64(d, rc.off+RecOffWord1, al|recLen<<32)
-			storePlain64(d, rc.off+RecOffWord0, (pos+uint64(rc.off-c.recs[0].off))|StateCommitted)
+			recLen := uint64(RecHeaderSize + rc.meta + rc.data)
+			storePlain64(d, rc.off+RecOffWord1, align16(recLen)|recLen<<32)
+			storePlain64(d, rc.off+RecOffWord0, (c.pos+uint64(rc.off-c.recs[0].off))|StateCommitted)
 		}
 	}
-	recLen0 := uint64(RecHeaderSize + c.recs[0].meta + c.recs[0].data)
-	if !cas16(d, off0, pos|StateCommitting, L|uint64(pid)<<32, pos|StateCommitted, L|recLen0<<32) {
-		// Only a process that thought us dead (or a hostile one) changes a
-		// COMMITTING header.
-		return fmt.Errorf("%w: commit at position %d in %s: the header changed during the commit", ErrAbandoned, pos, r.path)
-	}
-	r.wakeData()
-	return nil
 }
 
 // Abort turns the claim into padding that readers skip.

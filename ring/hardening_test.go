@@ -274,42 +274,6 @@ func TestSlicesOutliveCloseWithoutFaulting(t *testing.T) {
 	}
 }
 
-// A COMMITTING header whose pid is alive (reused, of another pid namespace,
-// or forged: here our own) is given up after the committing timeout; it
-// never stops the ring for good.
-func TestCommittingHeaderOfALivePidIsGivenUpEventually(t *testing.T) {
-	old := committingTimeout
-	committingTimeout = 50 * time.Millisecond
-	defer func() { committingTimeout = old }()
-	r := newTestRing(t, Options{})
-	r.SetAbandonTimeout(time.Millisecond)
-	rd, _ := r.Attach("r")
-	var stuck, c Claim
-	if err := r.Claim(&stuck, []RecordSize{{Data: 40}}, 0); err != nil {
-		t.Fatal(err)
-	}
-	// What Commit does first, and then nothing more.
-	L := stuck.End() - stuck.Pos()
-	pid := uint64(r.self.PID) << 32
-	if !cas16(r.data, 0, StateClaimed, L|pid, StateCommitting, L|pid) {
-		t.Fatal("could not move the claim to COMMITTING")
-	}
-	if err := push(r, &c, []RecordSize{{Data: 40}}, 0, 9, 0); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	e, err := rd.Next(5 * time.Second)
-	if err != nil {
-		t.Fatalf("the record behind a COMMITTING header of a live pid: %v", err)
-	}
-	if _, seq, err := check(e); err != nil || seq != 9 {
-		t.Fatalf("want seq 9 intact, got %d, %v", seq, err)
-	}
-	if took := time.Since(start); took < committingTimeout {
-		t.Fatalf("a COMMITTING header of a live pid was given up after %v, before the committing timeout %v", took, committingTimeout)
-	}
-}
-
 // Producer slots sit after the reader slots: a producer never takes a
 // consumer's place, nor a full set of consumers a producer's.
 func TestProducerSlotsDoNotUseReaderSlots(t *testing.T) {

@@ -93,13 +93,7 @@ const (
 	StateClaimed   = 1
 	StateCommitted = 2
 	StatePadding   = 3
-	// StateCommitting is record 0 of a claim whose commit has begun: the
-	// producer won it from CLAIMED by CAS before writing a byte of the
-	// headers, so a claim that a reader abandoned (turned into padding) can
-	// no longer be written over. Readers wait for it; only a dead producer's
-	// is turned into padding, never one that merely takes long.
-	StateCommitting = 4
-	stateMask       = 15
+	stateMask      = 15
 )
 
 // headerSizeFor returns the header region size for n reader slots and the

@@ -12,10 +12,6 @@ import (
 // DefaultSpin is how long Next busy-polls before sleeping on the futex.
 const DefaultSpin = 20 * time.Microsecond
 
-// committingTimeout is the least a reader waits on a COMMITTING record of
-// a live pid before it gives the record up (a variable for the tests).
-var committingTimeout = time.Minute
-
 // maxSleep caps one futex sleep of a reader, so that it rechecks the
 // complete flag and stuck claims; wakeups do not depend on it.
 const maxSleep = 100 * time.Millisecond
@@ -267,17 +263,17 @@ func (rd *Reader) step() (Entry, int, error) {
 				rd.pos = pos + cl
 				rd.stuck = false
 				continue
-			case StateClaimed, StateCommitting:
+			case StateClaimed:
 				cl := w1 & 0xffffffff
 				if cl < RecHeaderSize || cl > r.cap-off || cl%RecordAlign != 0 {
 					return Entry{}, 0, rd.corrupt(pos, "claimLen", cl, fmt.Sprintf("want a multiple of 16 in 32..%d", r.cap-off))
 				}
-				if rd.stuckClaimed(pos, w0, w1, cl, w0&stateMask == StateClaimed) {
+				if rd.stuckClaimed(pos, w0, w1, cl) {
 					continue
 				}
 				return Entry{}, stPending, nil
 			default:
-				return Entry{}, 0, rd.corrupt(pos, "record state", w0&stateMask, "want 1, 2, 3 or 4")
+				return Entry{}, 0, rd.corrupt(pos, "record state", w0&stateMask, "want 1, 2 or 3")
 			}
 		}
 		tail := load64(r.hdr, OffTailPos)
@@ -315,22 +311,13 @@ func (rd *Reader) markStuck(pos uint64, now time.Time) time.Duration {
 	return now.Sub(rd.since)
 }
 
-// stuckClaimed handles a CLAIMED or COMMITTING record at pos: it turns it
-// into padding when its producer is dead (after deadGrace) or, for a claim
-// whose commit has not begun (mayAbandon), after the abandon timeout. It
-// reports whether it did (or someone else changed the header).
-func (rd *Reader) stuckClaimed(pos, w0, w1, cl uint64, mayAbandon bool) bool {
+// stuckClaimed handles a CLAIMED record at pos: it turns it into padding
+// when its producer is dead (after deadGrace) or after the abandon timeout.
+// It reports whether it did (or someone else changed the header).
+func (rd *Reader) stuckClaimed(pos, w0, w1, cl uint64) bool {
 	now := time.Now()
 	waited := rd.markStuck(pos, now)
-	limit := time.Duration(rd.r.abandon.Load())
-	if !mayAbandon {
-		// A commit that has begun writes a few headers and ends; one that
-		// has not ended after this long belongs to a process that is gone
-		// under a pid that lives again (reused, or of another pid
-		// namespace), or to a forged header: it must not stop the ring.
-		limit = max(committingTimeout, 10*limit)
-	}
-	give := waited >= limit
+	give := waited >= time.Duration(rd.r.abandon.Load())
 	if !give && now.Sub(rd.lastChk) >= deadGrace {
 		rd.lastChk = now
 		if !pidAlive(uint32(w1 >> 32)) {
