@@ -47,10 +47,11 @@ func MetadataFromBytes(b []byte) (Metadata, error) {
 // compactMetadata validates b and returns its compact form, which is b itself
 // when b holds no whitespace; the caller gives up b.
 func compactMetadata(b []byte) (Metadata, error) {
-	if !json.Valid(b) {
+	valid, compact := scanJSON(b)
+	if !valid {
 		return Metadata{}, invalidJSON(b)
 	}
-	if isCompact(b) {
+	if compact {
 		return Metadata{b: b}, nil
 	}
 	var buf bytes.Buffer
@@ -219,7 +220,7 @@ func quoteShort(b []byte) string {
 	if len(b) > max {
 		more = "..."
 	}
-	if json.Valid(b) && isCompact(b) {
+	if _, compact := scanJSON(b); compact {
 		return string(b[:min(len(b), max)]) + more
 	}
 	return fmt.Sprintf("%q", b[:min(len(b), max)]) + more
