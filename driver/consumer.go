@@ -40,6 +40,14 @@ type consumer struct {
 
 	mu      sync.Mutex // one Pull is served at a time
 	parts   []*consumerPartition
+	// ready holds events delivered from the ring in one pass (one lock,
+	// one fault guard, one release of ring space for the whole batch),
+	// handed out by the next Pulls in order; readyErr is an error met
+	// after them, handed out once they are.
+	ready    []diaspora.Event
+	readyAt  int
+	readyErr error
+	perFill  int // the most events one pass delivers
 	waiting []*ring.Reader // scratch for WaitAny
 	peek    diaspora.Event // fetched by a future's Completed, for the next Wait
 	peekErr error
@@ -63,6 +71,7 @@ type consumerPartition struct {
 	loc    string
 	stored bool
 	redo   failedEntry // an event whose delivery failed: delivered again first
+	relAt  uint64      // ring space a copying consumer is done with, released once per batch
 	lock   io.Closer   // the ring's lock of the name: one cursor per name
 }
 
@@ -92,6 +101,10 @@ func (t *topicState) MakeConsumer(name string, batch diaspora.BatchSize, maxBatc
 		name: name, topic: t, batch: batch, maxBatches: maxBatches, pool: pool,
 		alloc: alloc, sel: sel, opts: co, zeroCopy: sel != nil && alloc == nil,
 		plainMeta: t.serializer.Metadata().Dump() == `{"type":"default"}`,
+		perFill:   defaultPerFill,
+	}
+	if batch > 0 {
+		c.perFill = min(int(batch), maxPerFill)
 	}
 	if targets == nil {
 		for i := range t.parts {
@@ -224,6 +237,9 @@ func (f *pullFuture) Completed() bool {
 	c := (*consumer)(f)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.readyAt < len(c.ready) || c.readyErr != nil {
+		return true
+	}
 	if !c.peeked {
 		ev, err := c.nextLocked(0)
 		if err != nil && errors.Is(err, diaspora.ErrTimeout) {
@@ -243,7 +259,70 @@ func (f *pullFuture) Wait(timeout time.Duration) (diaspora.Event, error) {
 		c.peek, c.peekErr, c.peeked = diaspora.Event{}, nil, false
 		return ev, err
 	}
+	if ev, err, ok := c.takeReady(); ok {
+		return ev, err // the common case: no ring access at all
+	}
 	return c.nextLocked(timeout)
+}
+
+// Events delivered per pass over a partition: a Pull that finds the ring
+// has records delivers up to this many at once.
+const (
+	defaultPerFill = 64
+	maxPerFill     = 4096
+)
+
+// takeReady hands out the next event of the ready batch, or the error met
+// after it; c.mu is held.
+func (c *consumer) takeReady() (diaspora.Event, error, bool) {
+	if c.readyAt < len(c.ready) {
+		ev := c.ready[c.readyAt]
+		c.ready[c.readyAt] = diaspora.Event{}
+		c.readyAt++
+		return ev, nil, true
+	}
+	if c.readyErr != nil {
+		err := c.readyErr
+		c.readyErr = nil
+		return diaspora.Event{}, err, true
+	}
+	return diaspora.Event{}, nil, false
+}
+
+// fill delivers up to perFill events of cp into the ready batch and
+// returns the first; ok is false when cp had none. An error after some
+// events is kept for the Pull after them. c.mu is held, and the caller's
+// fault guard covers the pass. The ring space of a copying consumer's
+// events is released by the next pass, once they were all handed out.
+func (c *consumer) fill(cp *consumerPartition) (diaspora.Event, bool, error) {
+	ev, ok, err := cp.tryNext()
+	if err != nil || !ok {
+		return ev, ok, err
+	}
+	c.ready, c.readyAt = c.ready[:0], 0
+	for len(c.ready) < c.perFill-1 {
+		next, ok, err := cp.tryNext()
+		if err != nil {
+			c.readyErr = err
+			break
+		}
+		if !ok {
+			break
+		}
+		c.ready = append(c.ready, next)
+	}
+	return ev, true, nil
+}
+
+// releaseDone lets producers reuse the space of the events a copying
+// consumer delivered: one store for a whole batch, made once the batch was
+// handed out (a pass starts only then), so that space is never released
+// for events a Pull has not returned.
+func (cp *consumerPartition) releaseDone() {
+	if cp.relAt > 0 {
+		cp.rd.Release(cp.relAt)
+		cp.relAt = 0
+	}
 }
 
 // nextLocked returns the next event of any target partition, round robin;
@@ -257,9 +336,11 @@ func (c *consumer) nextLocked(timeout time.Duration) (_ diaspora.Event, err erro
 	var start time.Time
 	spun := false
 	for {
-		if c.zeroCopy {
-			for _, cp := range c.parts {
+		for _, cp := range c.parts {
+			if c.zeroCopy {
 				cp.applyRelease()
+			} else {
+				cp.releaseDone()
 			}
 		}
 		ended := 0
@@ -270,7 +351,7 @@ func (c *consumer) nextLocked(timeout time.Duration) (_ diaspora.Event, err erro
 				ended++
 				continue
 			}
-			ev, ok, err := cp.tryNext()
+			ev, ok, err := c.fill(cp)
 			if err != nil {
 				return diaspora.Event{}, err
 			}
@@ -336,7 +417,9 @@ func (c *consumer) nextLocked(timeout time.Duration) (_ diaspora.Event, err erro
 				cp.rd.Release(e.End)
 				continue
 			}
-			return cp.deliver(e.ID, e.Meta, e.Data, e.End, false)
+			ev, err := cp.deliver(e.ID, e.Meta, e.Data, e.End, false)
+			cp.releaseDone()
+			return ev, err
 		case errors.Is(err, ring.ErrTimeout):
 		case errors.Is(err, ring.ErrEndOfStream):
 			cp.ended = true
@@ -420,9 +503,10 @@ func (cp *consumerPartition) deliver(id uint64, meta, data []byte, end uint64, f
 	cp.want = id + 1
 	ev.id, ev.cp, ev.end = id, cp, end
 	// A copying consumer is done with the ring space once it has the
-	// event; a zero-copy consumer frees space only on Acknowledge.
+	// event (released with its batch); a zero-copy consumer frees space
+	// only on Acknowledge.
 	if !fromLog && !c.zeroCopy {
-		cp.rd.Release(end)
+		cp.relAt = end
 	}
 	return diaspora.NewEvent(ev), nil
 }
@@ -624,6 +708,8 @@ func (c *consumer) Close() error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	clear(c.ready)
+	c.ready, c.readyAt, c.readyErr = nil, 0, nil
 	err := c.closeParts()
 	c.topic.removeClient(c)
 	return err

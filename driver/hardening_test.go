@@ -80,8 +80,17 @@ func TestTruncatedRingEveryEntryPointReturns(t *testing.T) {
 		}
 	})
 	within(t, 5*time.Second, "Pull().Wait", func() {
-		if _, err := c.Pull().Wait(200 * time.Millisecond); err == nil {
-			t.Error("Pull on a truncated ring: want an error")
+		// The two events after the first were taken from the ring with it
+		// (one pass delivers a batch); the Pull after them meets the fault.
+		for i := 0; ; i++ {
+			_, err := c.Pull().Wait(200 * time.Millisecond)
+			if err != nil {
+				break
+			}
+			if i == 2 {
+				t.Error("Pull on a truncated ring: want an error once the events taken before it are handed out")
+				break
+			}
 		}
 	})
 	within(t, 5*time.Second, "Push", func() {

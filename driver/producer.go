@@ -67,13 +67,39 @@ type producerPartition struct {
 
 	mu      sync.Mutex
 	pending []queuedEvent
-	lastEnd uint64 // end of the last committed batch, for Flush under sync
+	queued  atomic.Int64 // len(pending), read without mu on the direct path
+	lastEnd uint64       // end of the last committed batch, for Flush under sync
 
 	flushMu sync.Mutex // one batch writer at a time keeps push order
 	claim   ring.Claim
 	sizes   []ring.RecordSize
 	scratch []byte // serialized metadata of a direct write
 	batchQ  []queuedEvent
+	// done futures of direct writes, carved from blocks so that a push
+	// allocates once per block; a kept future keeps its block alive.
+	doneSlab []doneFuture
+
+	metaArena []byte       // under mu: serialized metadata of queued events
+	futSlab   []pushFuture // under mu: futures of queued events
+}
+
+// doneFuture is the future of an event written before Push returned.
+type doneFuture struct{ id diaspora.EventID }
+
+func (f *doneFuture) Wait(time.Duration) (diaspora.EventID, error) { return f.id, nil }
+func (f *doneFuture) Completed() bool                              { return true }
+
+const doneSlab = 512
+
+// done returns a completed future of id; flushMu is held.
+func (pp *producerPartition) done(id diaspora.EventID) diaspora.Future[diaspora.EventID] {
+	if len(pp.doneSlab) == 0 {
+		pp.doneSlab = make([]doneFuture, doneSlab)
+	}
+	f := &pp.doneSlab[0]
+	pp.doneSlab = pp.doneSlab[1:]
+	f.id = id
+	return f
 }
 
 type queuedEvent struct {
@@ -243,17 +269,19 @@ func (p *producer) process(md diaspora.Metadata, data diaspora.DataView, partiti
 			return fut
 		}
 	}
-	meta, err := t.serializer.Serialize(nil, md)
+	pp.mu.Lock()
+	meta, err := pp.serializeQueued(md)
 	if err != nil {
+		pp.mu.Unlock()
 		return fail(fmt.Errorf("serialize: %w", err))
 	}
 	if f == nil {
-		f = &pushFuture{prod: p}
+		f = pp.newFuture()
 	}
 	f.part.Store(pp)
-	pp.mu.Lock()
 	pp.pending = append(pp.pending, queuedEvent{meta: meta, data: data, f: f})
 	n := len(pp.pending)
+	pp.queued.Store(int64(n))
 	pp.mu.Unlock()
 	// A Wait that began before the partition was known could not write the
 	// batch; it made f.ch before looking at f.part again, so one of us sees
@@ -272,6 +300,42 @@ func (p *producer) process(md diaspora.Metadata, data diaspora.DataView, partiti
 	return f
 }
 
+// Queued events' metadata and futures are carved from blocks: a push
+// allocates once per block, and a kept future keeps its block alive.
+const (
+	metaBlock   = 64 << 10
+	futureBlock = 64
+)
+
+// serializeQueued serializes md into the partition's metadata block; pp.mu
+// is held. Events still queued keep the bytes of earlier blocks.
+func (pp *producerPartition) serializeQueued(md diaspora.Metadata) ([]byte, error) {
+	if cap(pp.metaArena)-len(pp.metaArena) < len(md.Bytes()) || len(pp.metaArena) > metaBlock/2 {
+		pp.metaArena = make([]byte, 0, max(metaBlock, 2*len(md.Bytes())))
+	}
+	start := len(pp.metaArena)
+	out, err := pp.p.topic.serializer.Serialize(pp.metaArena, md)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) < start {
+		return nil, fmt.Errorf("the serializer returned %d bytes, fewer than the %d it was given to append to", len(out), start)
+	}
+	pp.metaArena = out
+	return out[start:len(out):len(out)], nil
+}
+
+// newFuture carves a push future from the partition's block; pp.mu is held.
+func (pp *producerPartition) newFuture() *pushFuture {
+	if len(pp.futSlab) == 0 {
+		pp.futSlab = make([]pushFuture, futureBlock)
+	}
+	f := &pp.futSlab[0]
+	pp.futSlab = pp.futSlab[1:]
+	f.prod = pp.p
+	return f
+}
+
 // writeDirect writes one event straight into the ring when no other
 // goroutine is writing to the partition and nothing is queued; ok is false
 // otherwise, and the caller queues the event.
@@ -279,20 +343,15 @@ func (pp *producerPartition) writeDirect(md diaspora.Metadata, data diaspora.Dat
 	if !pp.flushMu.TryLock() {
 		return nil, false
 	}
-	pp.mu.Lock()
-	busy := len(pp.pending) > 0
-	pp.mu.Unlock()
-	if busy {
+	if pp.queued.Load() > 0 {
 		pp.flushMu.Unlock()
 		return nil, false
 	}
 	fut = pp.writeOne(md, data)
 	pp.flushMu.Unlock()
-	// Pushes that found the lock taken queued their events for us.
-	pp.mu.Lock()
-	more := len(pp.pending) > 0
-	pp.mu.Unlock()
-	if more {
+	// Pushes that found the lock taken queued their events for us (they
+	// store queued, under mu, before they try the lock).
+	if pp.queued.Load() > 0 {
 		pp.flush(false)
 	}
 	return fut, true
@@ -324,7 +383,7 @@ func (pp *producerPartition) writeOne(md diaspora.Metadata, data diaspora.DataVi
 	if err := c.Commit(); err != nil {
 		return diaspora.ReadyFuture[diaspora.EventID](0, fmt.Errorf("producer %q of topic %q partition %d: commit: %w", p.name, p.topic.name, pp.index, err))
 	}
-	return diaspora.ReadyFuture[diaspora.EventID](c.ID(0), nil)
+	return pp.done(c.ID(0))
 }
 
 // claimError says which producer and partition a failed claim was for.
@@ -348,10 +407,7 @@ func (pp *producerPartition) flush(wait bool) {
 		}
 		pp.drain()
 		pp.flushMu.Unlock()
-		pp.mu.Lock()
-		more := len(pp.pending) > 0
-		pp.mu.Unlock()
-		if !more {
+		if pp.queued.Load() == 0 {
 			return
 		}
 		// Events queued while we held the lock were left to us by pushers
@@ -374,6 +430,7 @@ func (pp *producerPartition) drain() {
 			return
 		}
 		pp.pending = pp.batchQ[:0]
+		pp.queued.Store(0)
 		pp.mu.Unlock()
 		pp.write(q)
 		clear(q)
