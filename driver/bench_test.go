@@ -74,3 +74,28 @@ func BenchmarkPull64(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkClaim64 measures the zero-copy produce path: Claim, write in
+// place, Commit.
+func BenchmarkClaim64(b *testing.B) {
+	d, _ := newDriver(b)
+	th := createTopic(b, d, "claim", `{"ring_size":"64MiB","durability":"none"}`)
+	p, err := th.Producer("p")
+	if err != nil {
+		b.Fatal(err)
+	}
+	md := diaspora.MustMetadata(`{"x":1}`)
+	b.SetBytes(64)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c, err := p.Claim(md, 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Bytes()[0] = byte(i)
+		if _, err := c.Commit().Wait(-1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

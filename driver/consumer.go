@@ -38,8 +38,8 @@ type consumer struct {
 	slab  []event
 	arena []byte
 
-	mu      sync.Mutex // one Pull is served at a time
-	parts   []*consumerPartition
+	mu    sync.Mutex // one Pull is served at a time
+	parts []*consumerPartition
 	// ready holds events delivered from the ring in one pass (one lock,
 	// one fault guard, one release of ring space for the whole batch),
 	// handed out by the next Pulls in order; readyErr is an error met
@@ -47,13 +47,13 @@ type consumer struct {
 	ready    []diaspora.Event
 	readyAt  int
 	readyErr error
-	perFill  int // the most events one pass delivers
-	waiting []*ring.Reader // scratch for WaitAny
-	peek    diaspora.Event // fetched by a future's Completed, for the next Wait
-	peekErr error
-	peeked  bool
-	rr      int // round robin over parts
-	closed  atomic.Bool
+	perFill  int            // the most events one pass delivers
+	waiting  []*ring.Reader // scratch for WaitAny
+	peek     diaspora.Event // fetched by a future's Completed, for the next Wait
+	peekErr  error
+	peeked   bool
+	rr       int // round robin over parts
+	closed   atomic.Bool
 }
 
 // consumerPartition is a consumer's cursor in one partition.

@@ -45,7 +45,8 @@ type producer struct {
 	pooled     int
 	claims     sync.WaitGroup // Claims not yet committed or aborted
 	openMu     sync.Mutex
-	open       map[*claim]struct{}
+	open       *claim  // open claims, a list linked through the claims
+	claimSlab  []claim // under openMu: where new claims are carved
 	// slots bounds the pushes handed to the pool and not yet queued on a
 	// partition to MaxNumBatches batches: Push blocks on it (back-pressure).
 	slots  chan struct{}
@@ -729,15 +730,19 @@ func (p *producer) Claim(md diaspora.Metadata, size int, partition int) (_ diasp
 	if err != nil {
 		return nil, fmt.Errorf("producer %q of topic %q: %w", p.name, t.name, err)
 	}
-	meta, err := t.serializer.Serialize(nil, md)
+	pp := p.parts[idx]
+	c := p.newClaim()
+	c.pp, c.md = pp, md
+	meta, err := t.serializer.Serialize(c.metaBuf[:0], md)
 	if err != nil {
 		return nil, fmt.Errorf("producer %q of topic %q: serialize: %w", p.name, t.name, err)
 	}
-	pp := p.parts[idx]
 	pp.part.views.Store(true) // Bytes() may be kept past Close
-	pp.flush(true)            // what was pushed before the claim goes first
-	c := &claim{p: p, pp: pp, md: md}
-	if err := pp.part.ring.Claim(&c.c, []ring.RecordSize{{Meta: len(meta), Data: size}}, p.timeout); err != nil {
+	if pp.queued.Load() > 0 {
+		pp.flush(true) // what was pushed before the claim goes first
+	}
+	c.size[0] = ring.RecordSize{Meta: len(meta), Data: size}
+	if err := pp.part.ring.Claim(&c.c, c.size[:], p.timeout); err != nil {
 		if errors.Is(err, ring.ErrTooLarge) {
 			err = fmt.Errorf("%w: %w", diaspora.ErrInvalidArgument, err)
 		}
@@ -755,6 +760,29 @@ type claim struct {
 	md   diaspora.Metadata
 	c    ring.Claim
 	used atomic.Bool
+
+	size       [1]ring.RecordSize
+	metaBuf    [64]byte // small metadata is serialized here, then copied into the ring
+	prev, next *claim   // the producer's open claims, under openMu
+	done       doneFuture
+	view       [1][]byte
+}
+
+// claimBlock claims are carved from blocks of this many: a claim allocates
+// once per block, and one kept by its user keeps its block alive.
+const claimBlock = 32
+
+// newClaim carves a claim from the producer's block.
+func (p *producer) newClaim() *claim {
+	p.openMu.Lock()
+	defer p.openMu.Unlock()
+	if len(p.claimSlab) == 0 {
+		p.claimSlab = make([]claim, claimBlock)
+	}
+	c := &p.claimSlab[0]
+	p.claimSlab = p.claimSlab[1:]
+	c.p = p
+	return c
 }
 
 func (c *claim) Bytes() []byte { return c.c.Data(0) }
@@ -770,13 +798,18 @@ func (c *claim) Commit() (f diaspora.Future[diaspora.EventID]) {
 		return diaspora.ReadyFuture[diaspora.EventID](0, fmt.Errorf("%w: claim already committed or aborted", diaspora.ErrInvalidArgument))
 	}
 	defer c.p.closeClaim(c)
-	if err := c.p.topic.validator.Validate(c.md, diaspora.DataView{c.c.Data(0)}); err != nil {
+	c.view[0] = c.c.Data(0) // a DataView of the claim's own, so the call does not allocate one
+	if err := c.p.topic.validator.Validate(c.md, c.view[:]); err != nil {
 		c.c.Abort()
 		return diaspora.ReadyFuture[diaspora.EventID](0, fmt.Errorf("producer %q of topic %q: %w", c.p.name, c.p.topic.name, err))
 	}
 	id, end := c.c.ID(0), c.c.End()
 	if err := c.c.Commit(); err != nil {
 		return diaspora.ReadyFuture[diaspora.EventID](0, fmt.Errorf("producer %q of topic %q partition %d: commit: %w", c.p.name, c.p.topic.name, c.pp.index, err))
+	}
+	if !c.p.sync {
+		c.done.id = id
+		return &c.done
 	}
 	c.pp.mu.Lock()
 	c.pp.lastEnd = max(c.pp.lastEnd, end)
@@ -801,16 +834,25 @@ func (c *claim) Abort() (err error) {
 func (p *producer) openClaim(c *claim) {
 	p.claims.Add(1)
 	p.openMu.Lock()
-	if p.open == nil {
-		p.open = map[*claim]struct{}{}
+	c.prev, c.next = nil, p.open
+	if p.open != nil {
+		p.open.prev = c
 	}
-	p.open[c] = struct{}{}
+	p.open = c
 	p.openMu.Unlock()
 }
 
 func (p *producer) closeClaim(c *claim) {
 	p.openMu.Lock()
-	delete(p.open, c)
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else if p.open == c {
+		p.open = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	}
+	c.prev, c.next = nil, nil
 	p.openMu.Unlock()
 	p.claims.Done()
 }
@@ -819,8 +861,8 @@ func (p *producer) closeClaim(c *claim) {
 // were dropped.
 func (p *producer) abortOpenClaims() int {
 	p.openMu.Lock()
-	open := make([]*claim, 0, len(p.open))
-	for c := range p.open {
+	var open []*claim
+	for c := p.open; c != nil; c = c.next {
 		open = append(open, c)
 	}
 	p.openMu.Unlock()

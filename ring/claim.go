@@ -21,6 +21,7 @@ type Claim struct {
 	end  uint64 // position just past the claim
 	id0  uint64
 	recs []claimRec
+	one  [1]claimRec // backs recs for a claim of one record: no allocation
 	done bool
 }
 
@@ -102,6 +103,9 @@ func (r *Ring) Claim(c *Claim, sizes []RecordSize, timeout time.Duration) error 
 		off0 := int(off)
 		c.r, c.pos, c.end, c.id0, c.done = r, pos, pos+L, id, false
 		c.recs = c.recs[:0]
+		if cap(c.recs) < len(sizes) && len(sizes) <= len(c.one) {
+			c.recs = c.one[:0]
+		}
 		o := off0
 		for _, s := range sizes {
 			c.recs = append(c.recs, claimRec{off: o, meta: s.Meta, data: s.Data})
