@@ -563,7 +563,9 @@ func (cp *consumerPartition) selectData(md diaspora.Metadata, sel diaspora.DataD
 	if sel.IsZero() {
 		return nil, nil
 	}
-	segs := sel.Flatten()
+	// Selections are in order and never overlap: one of the whole size is
+	// the data itself, copied without flattening the descriptor.
+	whole := sel.Size() == len(data)
 	switch {
 	case c.alloc != nil:
 		var view diaspora.DataView
@@ -573,19 +575,24 @@ func (cp *consumerPartition) selectData(md diaspora.Metadata, sel diaspora.DataD
 		if view.Size() < sel.Size() {
 			return nil, fmt.Errorf("%w: the allocator gave %d bytes for %d selected", diaspora.ErrInvalidArgument, view.Size(), sel.Size())
 		}
+		if whole {
+			view.Write(data, 0)
+			return view, nil
+		}
 		off := 0
-		for _, s := range segs {
+		for _, s := range sel.Flatten() {
 			off += view.Write(data[s.Offset:s.Offset+s.Size], off)
 		}
 		return view, nil
 	case fromLog:
 		// The log reader reuses its buffer: the view must own its bytes.
 		buf := make([]byte, 0, sel.Size())
-		for _, s := range segs {
+		for _, s := range sel.Flatten() {
 			buf = append(buf, data[s.Offset:s.Offset+s.Size]...)
 		}
 		return diaspora.DataView{buf}, nil
 	default:
+		segs := sel.Flatten()
 		view := make(diaspora.DataView, 0, len(segs))
 		for _, s := range segs {
 			view = append(view, data[s.Offset:s.Offset+s.Size:s.Offset+s.Size])
