@@ -280,3 +280,48 @@ func TestClaimPastClaimTimeout(t *testing.T) {
 		t.Fatalf("Close with a claim still open: want an error saying it aborted 1 claim, got %v", err)
 	}
 }
+
+// An event too large for the ring is refused with the ring_size that takes
+// it; a topic of that size streams it (a 25 MiB reconstruction block).
+func TestLargeEventErrorNamesTheRingSizeThatTakesIt(t *testing.T) {
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "small", `{"durability":"none","ring_size":"16MiB"}`)
+	p, _ := th.Producer("p")
+	block := make([]byte, 25<<20)
+	for i := range block {
+		block[i] = byte(i * 7)
+	}
+	_, err := p.Push(diaspora.MustMetadata(`{"block":1}`), diaspora.DataView{block}).Wait(5 * time.Second)
+	if !errors.Is(err, diaspora.ErrInvalidArgument) || !strings.Contains(err.Error(), `"ring_size":"64MiB"`) {
+		t.Fatalf("push of 25 MiB into a 16 MiB ring: want ErrInvalidArgument naming ring_size 64MiB, got %v", err)
+	}
+	if _, err := p.Claim(diaspora.MustMetadata(`{}`), 25<<20); err == nil || !strings.Contains(err.Error(), `"ring_size":"64MiB"`) {
+		t.Fatalf("claim of 25 MiB in a 16 MiB ring: want an error naming ring_size 64MiB, got %v", err)
+	}
+	big := createTopic(t, d, "big", `{"durability":"none","ring_size":"64MiB"}`)
+	bp, _ := big.Producer("p")
+	c, err := big.Consumer("c", diaspora.FullDataSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		block[0] = byte(i)
+		if _, err := bp.Push(diaspora.MustMetadata(`{"block":1}`), diaspora.DataView{block}).Wait(10 * time.Second); err != nil {
+			t.Fatalf("push %d of 25 MiB into a 64 MiB ring: %v", i, err)
+		}
+		ev, err := c.Pull().Wait(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ev.Data().Bytes()
+		if len(got) != len(block) || got[0] != byte(i) || got[len(got)-1] != block[len(block)-1] {
+			t.Fatalf("block %d: %d bytes, first %d", i, len(got), got[0])
+		}
+		if err := ev.Acknowledge(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.Push(diaspora.MustMetadata(`{}`), diaspora.DataView{make([]byte, 600<<20)}).Wait(5 * time.Second); err == nil || !strings.Contains(err.Error(), "no ring_size takes") {
+		t.Fatalf("push of 600 MiB: want an error saying no ring_size takes it, got %v", err)
+	}
+}

@@ -376,7 +376,7 @@ func (pp *producerPartition) writeOne(md diaspora.Metadata, data diaspora.DataVi
 	pp.sizes = append(pp.sizes[:0], ring.RecordSize{Meta: len(meta), Data: data.Size()})
 	c := &pp.claim
 	if err := pp.part.ring.Claim(c, pp.sizes, p.timeout); err != nil {
-		return diaspora.ReadyFuture[diaspora.EventID](0, pp.claimError(err))
+		return diaspora.ReadyFuture[diaspora.EventID](0, pp.claimError(err, pp.sizes[0]))
 	}
 	pp.part.lease.cover(c.ID(0))
 	copy(c.Meta(0), meta)
@@ -387,13 +387,43 @@ func (pp *producerPartition) writeOne(md diaspora.Metadata, data diaspora.DataVi
 	return pp.done(c.ID(0))
 }
 
-// claimError says which producer and partition a failed claim was for.
-func (pp *producerPartition) claimError(err error) error {
+// claimError says which producer and partition a failed claim was for,
+// and, for a record of s too large for the ring, which ring_size takes it.
+func (pp *producerPartition) claimError(err error, s ring.RecordSize) error {
 	err = fmt.Errorf("producer %q of topic %q partition %d: %w", pp.p.name, pp.p.topic.name, pp.index, err)
 	if errors.Is(err, ring.ErrTooLarge) {
-		err = fmt.Errorf("%w: %w", diaspora.ErrInvalidArgument, err)
+		err = fmt.Errorf("%w: %w; %s", diaspora.ErrInvalidArgument, err, ringSizeFor(s, pp.p.topic.opts.RingSize))
 	}
 	return err
+}
+
+// ringSizeFor says which ring_size takes an event of s: an event (with its
+// 32-byte header) may take up to half of a ring.
+func ringSizeFor(s ring.RecordSize, have int) string {
+	need := int64(32) + int64(s.Meta) + int64(s.Data)
+	size := int64(MinRingSize)
+	for size < 2*need {
+		size *= 2
+	}
+	if size > MaxRingSize {
+		return fmt.Sprintf("no ring_size takes an event of %d bytes: the largest ring (%s) takes events of up to %s with their 32-byte header; split the event, or Claim and write it in parts",
+			need, humanSize(MaxRingSize), humanSize(MaxRingSize/2))
+	}
+	return fmt.Sprintf("the topic's ring_size is %s, and an event may take up to half of a ring: create the topic with \"ring_size\":%q or more to stream events of %d bytes",
+		humanSize(int64(have)), humanSize(size), need)
+}
+
+// humanSize renders a power-of-two size as ring_size takes it ("64MiB").
+func humanSize(n int64) string {
+	for _, u := range []struct {
+		unit  string
+		shift uint
+	}{{"GiB", 30}, {"MiB", 20}, {"KiB", 10}} {
+		if n >= 1<<u.shift && n%(1<<u.shift) == 0 {
+			return fmt.Sprintf("%d%s", n>>u.shift, u.unit)
+		}
+	}
+	return fmt.Sprint(n)
 }
 
 // flush writes what is queued. With wait false it returns at once when
@@ -472,7 +502,7 @@ func (pp *producerPartition) write(q []queuedEvent) {
 		batch := q[:n]
 		rest = q[n:]
 		if err := r.Claim(&pp.claim, pp.sizes, pp.p.timeout); err != nil {
-			err = pp.claimError(err)
+			err = pp.claimError(err, pp.sizes[0])
 			for _, ev := range batch {
 				ev.f.complete(0, 0, err)
 			}
@@ -743,10 +773,7 @@ func (p *producer) Claim(md diaspora.Metadata, size int, partition int) (_ diasp
 	}
 	c.size[0] = ring.RecordSize{Meta: len(meta), Data: size}
 	if err := pp.part.ring.Claim(&c.c, c.size[:], p.timeout); err != nil {
-		if errors.Is(err, ring.ErrTooLarge) {
-			err = fmt.Errorf("%w: %w", diaspora.ErrInvalidArgument, err)
-		}
-		return nil, fmt.Errorf("producer %q of topic %q partition %d: %w", p.name, t.name, idx, err)
+		return nil, pp.claimError(err, c.size[0])
 	}
 	pp.part.lease.cover(c.c.ID(0))
 	copy(c.c.Meta(0), meta)

@@ -45,7 +45,7 @@ func (r *Ring) Claim(c *Claim, sizes []RecordSize, timeout time.Duration) error 
 	for i, s := range sizes {
 		if s.Meta < 0 || s.Data < 0 || uint64(s.Meta) > maxRec || uint64(s.Data) > maxRec ||
 			RecHeaderSize+uint64(s.Meta)+uint64(s.Data) > maxRec {
-			return fmt.Errorf("%w: record %d of %d: 32+meta %d+data %d > %d bytes (capacity/4) in %s",
+			return fmt.Errorf("%w: record %d of %d: 32+meta %d+data %d > %d bytes (capacity/2) in %s",
 				ErrTooLarge, i, len(sizes), s.Meta, s.Data, maxRec, r.path)
 		}
 		L += align16(RecHeaderSize + uint64(s.Meta) + uint64(s.Data))

@@ -326,3 +326,37 @@ func TestCloseGivesBackTheAddressSpace(t *testing.T) {
 		t.Fatalf("20 opens and closes of a 64 MiB ring grew the address space by %d MiB", grew>>20)
 	}
 }
+
+// A record of half the capacity is placeable wherever the tail is, once
+// the ring has drained: the padding before it is smaller than it.
+func TestHalfRingRecordIsPlaceableAnywhere(t *testing.T) {
+	r := newTestRing(t, Options{})
+	rd, _ := r.Attach("r")
+	var c Claim
+	half := RecordSize{Data: r.MaxRecordSize() - RecHeaderSize}
+	if r.MaxRecordSize() != r.Capacity()/2 {
+		t.Fatalf("MaxRecordSize %d, want capacity/2 = %d", r.MaxRecordSize(), r.Capacity()/2)
+	}
+	for i := 0; i < 5; i++ {
+		// A small record moves the tail off any boundary.
+		if err := push(r, &c, []RecordSize{{Data: 16 + 48*i}}, 0, uint64(2*i), time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := push(r, &c, []RecordSize{half}, 0, uint64(2*i+1), time.Second); err != nil {
+			t.Fatalf("half-ring record %d: %v", i, err)
+		}
+		for k := 0; k < 2; k++ {
+			e, err := rd.Next(time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := check(e); err != nil {
+				t.Fatal(err)
+			}
+			rd.Release(e.End)
+		}
+	}
+	if err := r.Claim(&c, []RecordSize{{Data: half.Data + 16}}, 0); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("a record over half the ring: want ErrTooLarge, got %v", err)
+	}
+}

@@ -284,8 +284,11 @@ func (r *Ring) Durable() bool { return r.durable }
 func (r *Ring) FirstID() uint64 { return r.firstID }
 
 // MaxRecordSize returns the largest 32+len(meta)+len(data) of one record:
-// Capacity/4. A batch may total at most Capacity/2 bytes.
-func (r *Ring) MaxRecordSize() int { return int(r.cap / 4) }
+// Capacity/2. A record never crosses the end of the ring, so one of half
+// the capacity is always placeable once the ring has drained (at worst
+// after padding of less than its size). A batch may total at most
+// Capacity/2 bytes too.
+func (r *Ring) MaxRecordSize() int { return int(r.cap / 2) }
 
 // SetAbandonTimeout sets how long readers of this handle wait on a claim of a
 // live producer before turning it into padding.

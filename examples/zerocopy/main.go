@@ -28,7 +28,8 @@ import (
 	_ "github.com/diaspora-shm/diaspora/driver" // registers the "shm" driver
 )
 
-// A frame is at most a quarter of the ring.
+// An event (its data, metadata and a 32-byte header) may take up to half of
+// the ring; a zero-copy consumer holds each frame until it acknowledges it.
 const topicOptions = `{"num_partitions":1,"ring_size":"64MiB","durability":"none"}`
 
 func main() {
