@@ -384,6 +384,13 @@ func (c *consumer) nextLocked(timeout time.Duration) (_ diaspora.Event, err erro
 		if c.closed.Load() {
 			return diaspora.Event{}, fmt.Errorf("%w: %s", diaspora.ErrClosed, c)
 		}
+		if c.zeroCopy {
+			// Caught up, and the events it holds keep producers from
+			// writing the next: waiting could only end in their timeout.
+			if err := c.holdsRing(); err != nil {
+				return diaspora.Event{}, err
+			}
+		}
 		wait := closeCheck
 		if timeout >= 0 {
 			wait = min(wait, timeout-elapsed)
@@ -427,6 +434,28 @@ func (c *consumer) nextLocked(timeout time.Duration) (_ diaspora.Event, err erro
 			return diaspora.Event{}, fmt.Errorf("consumer %q of %s: %w", c.name, cp.part, err)
 		}
 	}
+}
+
+// ErrHoldsRing is what a zero-copy consumer's Pull returns when the events it
+// received and has not acknowledged fill its ring so that producers cannot
+// write the next one: waiting would never end. Acknowledging (which frees
+// the space up to the event), or reading through a DataAllocator, ends it.
+var ErrHoldsRing = errors.New("a zero-copy consumer holds the ring")
+
+// holdsRing returns ErrHoldsRing, saying with what, when producers wait for
+// space that this consumer's unacknowledged events pin; c.mu is held.
+func (c *consumer) holdsRing() error {
+	for _, cp := range c.parts {
+		if cp.ended || cp.log != nil {
+			continue
+		}
+		cp.applyRelease()
+		if held, ok := cp.rd.BlocksProducers(); ok {
+			return fmt.Errorf("%w: consumer %q of %s holds %d bytes of events it received and has not acknowledged, in a ring of %d bytes, and producers are waiting for space: acknowledge events (each Acknowledge frees the ring up to its event), or give the consumer a DataAllocator so that it copies events out of the ring",
+				ErrHoldsRing, c.name, cp.part, held, cp.part.ring.Capacity())
+		}
+	}
+	return nil
 }
 
 // closeCheck bounds each sleep of a Pull, so that Close is seen.

@@ -180,6 +180,30 @@ func (rd *Reader) Release(pos uint64) {
 	rd.r.wakeSpace()
 }
 
+// BlocksProducers reports whether producers are waiting for space that
+// this reader pins: it has read everything, others pin no less, and a
+// producer sleeps for space. held is the space it pins.
+func (rd *Reader) BlocksProducers() (held uint64, blocks bool) {
+	r := rd.r
+	if rd.slot < 0 || rd.closed || load32(r.hdr, OffSpaceWaiters) == 0 {
+		return 0, false
+	}
+	tail := load64(r.hdr, OffTailPos)
+	if rd.pos < tail || rd.rel >= tail {
+		return 0, false
+	}
+	for i := 0; i < r.slots; i++ {
+		so := r.slotOff(i)
+		if so != rd.so && load32(r.hdr, so+SlotOffState) == SlotActive && load64(r.hdr, so+SlotOffReleasePos) < rd.rel {
+			return 0, false
+		}
+	}
+	if r.durable && load64(r.hdr, OffArchivedPos) < rd.rel {
+		return 0, false
+	}
+	return tail - rd.rel, true
+}
+
 // Close frees the reader's slot.
 func (rd *Reader) Close() error {
 	if rd.closed {
