@@ -15,6 +15,7 @@ import (
 	"github.com/diaspora-shm/diaspora"
 	"github.com/diaspora-shm/diaspora/ring"
 	"github.com/diaspora-shm/diaspora/segment"
+	"golang.org/x/sys/unix"
 )
 
 // consumer reads events of its target partitions: from the segment log while
@@ -54,6 +55,8 @@ type consumer struct {
 	peeked   bool
 	rr       int // round robin over parts
 	closed   atomic.Bool
+
+	syncStop, syncDone chan struct{} // the background sync of positions
 }
 
 // consumerPartition is a consumer's cursor in one partition.
@@ -73,6 +76,8 @@ type consumerPartition struct {
 	redo   failedEntry // an event whose delivery failed: delivered again first
 	relAt  uint64      // ring space a copying consumer is done with, released once per batch
 	lock   io.Closer   // the ring's lock of the name: one cursor per name
+	pos    *segment.PositionMap
+	posErr error // why pos could not be opened for writing (a read-only root)
 }
 
 // failedEntry is an event whose delivery (metadata, selector, allocator)
@@ -132,7 +137,44 @@ func (t *topicState) MakeConsumer(name string, batch diaspora.BatchSize, maxBatc
 		c.closeParts()
 		return nil, err
 	}
+	var maps []*segment.PositionMap
+	for _, cp := range c.parts {
+		if cp.pos != nil {
+			maps = append(maps, cp.pos)
+		}
+	}
+	if len(maps) > 0 {
+		c.syncStop, c.syncDone = make(chan struct{}), make(chan struct{})
+		go c.syncPositions(maps)
+	}
 	return c, nil
+}
+
+// syncPositions makes acknowledged positions durable every ack_interval,
+// so that an acknowledgement survives a crash of the operating system
+// within that bound (and the death of any process at once, being in the
+// page cache). Close syncs what is left.
+func (c *consumer) syncPositions(maps []*segment.PositionMap) {
+	defer close(c.syncDone)
+	t := time.NewTicker(c.opts.AckInterval)
+	defer t.Stop()
+	logged := false
+	for {
+		select {
+		case <-c.syncStop:
+			return
+		case <-t.C:
+		}
+		for _, m := range maps {
+			if !m.Dirty() {
+				continue
+			}
+			if err := m.Sync(); err != nil && !logged {
+				logged = true
+				c.topic.d.logger.Error("cannot make acknowledged positions durable", "consumer", c.name, "topic", c.topic.name, "err", err)
+			}
+		}
+	}
 }
 
 // attach takes a reader slot in the partition's ring and positions the
@@ -152,10 +194,23 @@ func (c *consumer) attach(part *partition) (_ *consumerPartition, err error) {
 	if cp.lock, err = lockConsumerName(part, c.name); err != nil {
 		return nil, err
 	}
-	next, ok, err := segment.LoadPosition(part.dir, c.name)
+	pos, next, ok, err := segment.OpenPositionMap(part.dir, c.name)
+	if err != nil && (errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) ||
+		errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)) {
+		// A root this process may not write (read-only, another user's,
+		// full): it reads, and each Acknowledge says why it cannot store.
+		cp.posErr = err
+		next, ok, err = segment.LoadPosition(part.dir, c.name)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("consumer %q of %s: load position: %w", c.name, part, err)
 	}
+	cp.pos = pos
+	defer func() {
+		if err != nil && pos != nil {
+			pos.Close()
+		}
+	}()
 	rd, err := part.ring.Attach(c.name)
 	if err != nil {
 		return nil, fmt.Errorf("consumer %q of %s: %w", c.name, part, err)
@@ -703,12 +758,19 @@ func (cp *consumerPartition) acknowledge(id uint64, end uint64) (err error) {
 	if cp.stored && id+1 <= cp.acked {
 		return nil // already covered by a later acknowledgement
 	}
-	store := segment.StorePosition
-	if !c.opts.AckSync {
-		store = segment.WritePosition
+	if cp.pos == nil {
+		return fmt.Errorf("consumer %q of %s: acknowledge event %d: %w", c.name, cp.part, id, cp.posErr)
 	}
-	if err := store(cp.part.dir, c.name, id+1); err != nil {
+	// A store into the mapped position: it survives the death of any
+	// process at once, and the background sync (or, with ack_sync, the one
+	// below) makes it survive a crash of the operating system.
+	if err := cp.pos.Store(id + 1); err != nil {
 		return fmt.Errorf("consumer %q of %s: acknowledge event %d: %w", c.name, cp.part, id, err)
+	}
+	if c.opts.AckSync {
+		if err := cp.pos.Sync(); err != nil {
+			return fmt.Errorf("consumer %q of %s: acknowledge event %d: %w", c.name, cp.part, id, err)
+		}
 	}
 	cp.acked, cp.stored = id+1, true
 	if c.zeroCopy && end > 0 {
@@ -742,6 +804,10 @@ func (c *consumer) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
+	if c.syncStop != nil {
+		close(c.syncStop)
+		<-c.syncDone
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	clear(c.ready)
@@ -764,11 +830,19 @@ func (c *consumer) closeParts() error {
 
 func (cp *consumerPartition) close() (err error) {
 	if cp.lock != nil {
-		defer cp.lock.Close() // drops the flock on the name
+		defer cp.lock.Close() // drops the lock on the name
+	}
+	var posErr error
+	if cp.pos != nil {
+		// Durable on Close, whatever the interval.
+		if perr := cp.pos.Close(); perr != nil {
+			posErr = fmt.Errorf("consumer %q of %s: %w", cp.c.name, cp.part, perr)
+		}
 	}
 	if cp.log != nil {
 		cp.log.Close()
 	}
+	defer func() { err = errors.Join(err, posErr) }()
 	defer debug.SetPanicOnFault(armFaults())
 	defer recoverFault(&err, cp.part)
 	return cp.rd.Close()

@@ -257,11 +257,18 @@ func ringSize(n int64) (int, error) {
 type consumerOptions struct {
 	Latest  bool          // a new consumer name starts after the last event
 	Spin    time.Duration // how long Pull spins before it sleeps on the futex
-	AckSync bool          // Acknowledge fsyncs the position (else: survives process crashes only)
+	AckSync bool          // Acknowledge returns once the position is durable (msync)
+	// AckInterval bounds how long an acknowledged position may stay only
+	// in memory (the page cache): a background sync makes it durable.
+	AckInterval time.Duration
 }
 
+// DefaultAckInterval is how often a consumer's acknowledged positions are
+// made durable in the background.
+const DefaultAckInterval = 100 * time.Millisecond
+
 func parseConsumerOptions(md diaspora.Metadata) (consumerOptions, error) {
-	o := consumerOptions{Spin: 50 * time.Microsecond, AckSync: true}
+	o := consumerOptions{Spin: 50 * time.Microsecond, AckInterval: DefaultAckInterval}
 	fields, err := objectFields(md, "consumer options")
 	if err != nil {
 		return o, err
@@ -291,8 +298,15 @@ func parseConsumerOptions(md diaspora.Metadata) (consumerOptions, error) {
 			if err = json.Unmarshal(raw, &o.AckSync); err != nil {
 				err = fmt.Errorf("%w: %s must be true or false, got %s", diaspora.ErrInvalidArgument, what, raw)
 			}
+		case "ack_interval":
+			var s string
+			if s, err = stringField(raw, what); err == nil {
+				if o.AckInterval, err = time.ParseDuration(s); err != nil || o.AckInterval < time.Millisecond || o.AckInterval > time.Hour {
+					err = fmt.Errorf("%w: %s must be a duration in [1ms, 1h] such as \"100ms\", got %q", diaspora.ErrInvalidArgument, what, s)
+				}
+			}
 		default:
-			err = fmt.Errorf("%w: unknown consumer option %q (known: start, spin, ack_sync)", diaspora.ErrInvalidArgument, k)
+			err = fmt.Errorf("%w: unknown consumer option %q (known: start, spin, ack_sync, ack_interval)", diaspora.ErrInvalidArgument, k)
 		}
 		if err != nil {
 			return o, err

@@ -133,6 +133,18 @@ func LoadPosition(dir, consumer string) (next uint64, ok bool, err error) {
 		if err != nil {
 			return 0, false, err
 		}
+		if len(b) == 0 {
+			return 0, false, nil // a position map being created
+		}
+		if len(b) == posMapLen {
+			// A mapped position (OpenPositionMap): a slot torn by a
+			// racing Store leaves the other one.
+			v, ok, err := decodePositionMap(b)
+			if err != nil {
+				return 0, false, fmt.Errorf("segment: position file %s: %w", path, err)
+			}
+			return v, ok, nil
+		}
 		// A CRC failure may be a read racing WritePosition: read again
 		// before calling it damage.
 		if v, err = decodePosition(b); err == nil || !errors.Is(err, errBadCRC) || try == 2 {

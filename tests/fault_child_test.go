@@ -141,7 +141,11 @@ func runFaultChild(role string) int {
 		ackEvery := envInt("DSHM_ACK_EVERY", 3)
 		maxEv := envInt("DSHM_MAX", 0)
 		errExit := os.Getenv("DSHM_ERR_EXIT") != ""
-		c, err := th.Consumer(name, diaspora.FullDataSelector, diaspora.BytesAllocator)
+		args := []diaspora.Arg{diaspora.FullDataSelector, diaspora.BytesAllocator}
+		if o := os.Getenv("DSHM_CONSUMER_OPTS"); o != "" {
+			args = append(args, diaspora.MustMetadata(o))
+		}
+		c, err := th.Consumer(name, args...)
 		if err != nil {
 			say("error %v", err)
 			return 2

@@ -178,12 +178,10 @@ func consume(root, shm string, n int) (err error) {
 		return err
 	}
 	defer closeAll(&err, d.Close)
-	// A copying consumer (BytesAllocator): ev.Data() is ours to keep.
-	// {"ack_sync":false}: an acknowledgement writes the position without
-	// fsync (it survives a crash of this process, not of the system), so
-	// acknowledging often costs little; we still do it every 1000 events.
-	c, err := topic.Consumer("stream-consumer", diaspora.FullDataSelector, diaspora.BytesAllocator,
-		diaspora.MustMetadata(`{"ack_sync":false}`))
+	// A copying consumer (BytesAllocator): ev.Data() is ours to keep. An
+	// acknowledgement is a store into a mapped position file, made durable
+	// in the background: cheap, but we still do it every 1000 events.
+	c, err := topic.Consumer("stream-consumer", diaspora.FullDataSelector, diaspora.BytesAllocator)
 	if err != nil {
 		return err
 	}

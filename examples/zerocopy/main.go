@@ -134,10 +134,11 @@ func render(b []byte, frame int) {
 }
 
 func consume(topic diaspora.TopicHandle, frames int) (err error) {
-	// FullDataSelector and no DataAllocator: zero-copy. {"ack_sync":false}
-	// because we acknowledge every frame, to hand its space back to the
-	// ring, and the default fsyncs each acknowledgement.
-	c, err := topic.Consumer("zerocopy-consumer", diaspora.FullDataSelector, diaspora.MustMetadata(`{"ack_sync":false}`))
+	// FullDataSelector and no DataAllocator: zero-copy. We acknowledge
+	// every frame, to hand its space back to the ring: an acknowledgement
+	// is a store into a mapped position file, made durable in the
+	// background.
+	c, err := topic.Consumer("zerocopy-consumer", diaspora.FullDataSelector)
 	if err != nil {
 		return err
 	}
