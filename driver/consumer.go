@@ -69,15 +69,19 @@ type consumerPartition struct {
 	ended  bool
 	desc   diaspora.DataDescriptor // the last one made, reused for events of its size
 	relEnd atomic.Uint64           // acknowledged zero-copy space to release, applied under c.mu
-	ackMu  sync.Mutex
-	acked  uint64 // the stored position: next ID after the last acknowledged
-	loc    string
-	stored bool
-	redo   failedEntry // an event whose delivery failed: delivered again first
-	relAt  uint64      // ring space a copying consumer is done with, released once per batch
-	lock   io.Closer   // the ring's lock of the name: one cursor per name
-	pos    *segment.PositionMap
-	posErr error // why pos could not be opened for writing (a read-only root)
+	// relApplied is the last relEnd applied: an acknowledgement applies
+	// its release at once only when it frees a good part of the ring;
+	// smaller ones wait for the next Pull, which applies them first.
+	relApplied atomic.Uint64
+	ackMu      sync.Mutex
+	acked      uint64 // the stored position: next ID after the last acknowledged
+	loc        string
+	stored     bool
+	redo       failedEntry // an event whose delivery failed: delivered again first
+	relAt      uint64      // ring space a copying consumer is done with, released once per batch
+	lock       io.Closer   // the ring's lock of the name: one cursor per name
+	pos        *segment.PositionMap
+	posErr     error // why pos could not be opened for writing (a read-only root)
 }
 
 // failedEntry is an event whose delivery (metadata, selector, allocator)
@@ -739,8 +743,9 @@ func (c *consumer) copyMeta(b []byte) []byte {
 // applyRelease frees the space acknowledged by a zero-copy consumer; c.mu
 // is held.
 func (cp *consumerPartition) applyRelease() {
-	if e := cp.relEnd.Load(); e > 0 {
+	if e := cp.relEnd.Load(); e > cp.relApplied.Load() {
 		cp.rd.Release(e)
+		cp.relApplied.Store(e)
 	}
 }
 
@@ -782,7 +787,7 @@ func (cp *consumerPartition) acknowledge(id uint64, end uint64) (err error) {
 				break
 			}
 		}
-		if c.mu.TryLock() {
+		if cp.relEnd.Load()-cp.relApplied.Load() >= uint64(cp.part.ring.Capacity()/8) && c.mu.TryLock() {
 			// Unlocked by defer: a fault (a truncated ring) must not leave
 			// the consumer locked for every later Pull and Close.
 			func() {
