@@ -115,6 +115,12 @@ func (t *topicState) MakeConsumer(name string, batch diaspora.BatchSize, maxBatc
 	if batch > 0 {
 		c.perFill = min(int(batch), maxPerFill)
 	}
+	if alloc != nil {
+		// The allocator's memory is the user's, and may be one buffer
+		// reused for every event: call it for an event only when a Pull
+		// hands that event out.
+		c.perFill = 1
+	}
 	if targets == nil {
 		for i := range t.parts {
 			targets = append(targets, i)
@@ -719,12 +725,7 @@ const (
 )
 
 func (c *consumer) newEvent() *event {
-	if len(c.slab) == 0 {
-		c.slab = make([]event, eventSlab)
-	}
-	ev := &c.slab[0]
-	c.slab = c.slab[1:]
-	return ev
+	return carve(&c.slab, eventSlab)
 }
 
 // copyMeta copies metadata out of the ring: the ring space is reused.

@@ -325,3 +325,34 @@ func TestLargeEventErrorNamesTheRingSizeThatTakesIt(t *testing.T) {
 		t.Fatalf("push of 600 MiB: want an error saying no ring_size takes it, got %v", err)
 	}
 }
+
+// A DataAllocator may hand out one buffer reused for every event (the
+// user handles each event before pulling the next): each Pull must fill
+// it with that event's data, never with a later one's.
+func TestReusedAllocatorBufferHoldsEachPulledEvent(t *testing.T) {
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "t", `{"durability":"none","ring_size":"1MiB"}`)
+	p, _ := th.Producer("p")
+	for i := 0; i < 200; i++ {
+		if _, err := p.Push(diaspora.MustMetadata(`{}`), diaspora.DataView{[]byte{byte(i), byte(i >> 8)}}).Wait(time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 2)
+	reuse := diaspora.DataAllocator(func(diaspora.Metadata, diaspora.DataDescriptor) (diaspora.DataView, error) {
+		return diaspora.DataView{buf}, nil
+	})
+	c, err := th.Consumer("c", diaspora.FullDataSelector, reuse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		ev, err := c.Pull().Wait(time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := int(buf[0]) | int(buf[1])<<8; got != i {
+			t.Fatalf("pull %d (event %d): the reused buffer holds event %d's data", i, ev.ID(), got)
+		}
+	}
+}

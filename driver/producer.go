@@ -94,13 +94,20 @@ const doneSlab = 512
 
 // done returns a completed future of id; flushMu is held.
 func (pp *producerPartition) done(id diaspora.EventID) diaspora.Future[diaspora.EventID] {
-	if len(pp.doneSlab) == 0 {
-		pp.doneSlab = make([]doneFuture, doneSlab)
-	}
-	f := &pp.doneSlab[0]
-	pp.doneSlab = pp.doneSlab[1:]
+	f := carve(&pp.doneSlab, doneSlab)
 	f.id = id
 	return f
+}
+
+// carve returns a new zero T from *slab, which it refills n at a time: what
+// is carved from one block is allocated once, and one kept keeps its block.
+func carve[T any](slab *[]T, n int) *T {
+	if len(*slab) == 0 {
+		*slab = make([]T, n)
+	}
+	v := &(*slab)[0]
+	*slab = (*slab)[1:]
+	return v
 }
 
 type queuedEvent struct {
@@ -328,11 +335,7 @@ func (pp *producerPartition) serializeQueued(md diaspora.Metadata) ([]byte, erro
 
 // newFuture carves a push future from the partition's block; pp.mu is held.
 func (pp *producerPartition) newFuture() *pushFuture {
-	if len(pp.futSlab) == 0 {
-		pp.futSlab = make([]pushFuture, futureBlock)
-	}
-	f := &pp.futSlab[0]
-	pp.futSlab = pp.futSlab[1:]
+	f := carve(&pp.futSlab, futureBlock)
 	f.prod = pp.p
 	return f
 }
@@ -803,11 +806,7 @@ const claimBlock = 32
 func (p *producer) newClaim() *claim {
 	p.openMu.Lock()
 	defer p.openMu.Unlock()
-	if len(p.claimSlab) == 0 {
-		p.claimSlab = make([]claim, claimBlock)
-	}
-	c := &p.claimSlab[0]
-	p.claimSlab = p.claimSlab[1:]
+	c := carve(&p.claimSlab, claimBlock)
 	c.p = p
 	return c
 }

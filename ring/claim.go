@@ -212,6 +212,11 @@ func (r *Ring) waitSpace(w *spaceWait, end uint64, timeout time.Duration) error 
 	seq := load32(r.hdr, OffSpaceSeq)
 	add32(r.hdr, OffSpaceWaiters, 1)
 	if end > r.refreshHead(false)+r.cap {
+		// Say what we wait for, for readers that may be the cause
+		// (Reader.BlocksProducers): a waiter killed here leaves a
+		// record that goes stale, where spaceWaiters would stay counted.
+		store64(r.hdr, OffSpaceNeed, end)
+		store64(r.hdr, OffSpaceNeedAt, uint64(time.Now().UnixNano()))
 		shm.FutexWait(p32(r.hdr, OffSpaceSeq), seq, d)
 	}
 	add32(r.hdr, OffSpaceWaiters, -1)

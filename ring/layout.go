@@ -52,6 +52,8 @@ const (
 	// line 5: producers sleep here when full
 	OffSpaceSeq     = 320 // uint32 futex word
 	OffSpaceWaiters = 324 // uint32
+	OffSpaceNeed    = 328 // uint64, the claim end a producer last slept for
+	OffSpaceNeedAt  = 336 // int64, when (unix nanoseconds): waiters refresh it every sleep
 
 	// line 6: end of stream, archiver identity
 	OffComplete      = 384 // uint32, 1 = no more records

@@ -180,12 +180,22 @@ func (rd *Reader) Release(pos uint64) {
 	rd.r.wakeSpace()
 }
 
-// BlocksProducers reports whether producers are waiting for space that
-// this reader pins: it has read everything, others pin no less, and a
-// producer sleeps for space. held is the space it pins.
+// needFresh is how recent a sleeping producer's record of what it waits
+// for must be to count: waiters refresh it at every sleep (10 ms at most).
+const needFresh = 200 * time.Millisecond
+
+// BlocksProducers reports whether a producer is waiting for space that
+// this reader pins: it has read everything, no other pin is lower, and a
+// producer slept, recently, for a claim that cannot fit while this reader
+// holds its space. held is the space it pins.
 func (rd *Reader) BlocksProducers() (held uint64, blocks bool) {
 	r := rd.r
-	if rd.slot < 0 || rd.closed || load32(r.hdr, OffSpaceWaiters) == 0 {
+	if rd.slot < 0 || rd.closed {
+		return 0, false
+	}
+	need := load64(r.hdr, OffSpaceNeed)
+	at := int64(load64(r.hdr, OffSpaceNeedAt))
+	if need <= rd.rel+r.cap || time.Since(time.Unix(0, at)) > needFresh {
 		return 0, false
 	}
 	tail := load64(r.hdr, OffTailPos)
