@@ -231,7 +231,7 @@ func (r *Ring) fullError(end uint64) error {
 	best := ^uint64(0)
 	for i := 0; i < r.slots; i++ {
 		so := r.slotOff(i)
-		if load32(r.hdr, so+SlotOffState) != SlotActive {
+		if r.slotState(so) != SlotActive {
 			continue
 		}
 		if rp := load64(r.hdr, so+SlotOffReleasePos); rp < need && rp < best {
@@ -261,11 +261,12 @@ func (r *Ring) refreshHead(checkLive bool) uint64 {
 	m := ^uint64(0)
 	for i := 0; i < r.slots; i++ {
 		so := r.slotOff(i)
-		if load32(h, so+SlotOffState) != SlotActive {
+		w := load32(h, so+SlotOffState)
+		if w&slotStateMask != SlotActive {
 			continue
 		}
 		if checkLive && !procAlive(r.slotProc(so)) {
-			cas32(h, so+SlotOffState, SlotActive, SlotFree)
+			r.freeSlot(so, w)
 			continue
 		}
 		m = min(m, load64(h, so+SlotOffReleasePos))

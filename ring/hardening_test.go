@@ -360,3 +360,28 @@ func TestHalfRingRecordIsPlaceableAnywhere(t *testing.T) {
 		t.Fatalf("a record over half the ring: want ErrTooLarge, got %v", err)
 	}
 }
+
+// A party that decided to free a slot (its process looked dead) and is
+// overtaken, the slot freed and taken by a new reader meanwhile, must not
+// free the new reader's slot: the state word's generation tells them apart.
+func TestFreeingAStaleSlotSparesItsNewOwner(t *testing.T) {
+	r := newTestRing(t, Options{ReaderSlots: 1})
+	a, err := r.Attach("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	so := r.slotOff(0)
+	seen := load32(r.hdr, so+SlotOffState) // what a reclaimer loaded before its liveness check
+	a.Close()
+	b, err := r.Attach("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if r.freeSlot(so, seen) {
+		t.Fatal("a reclaimer freed the slot of the reader that took it after it looked")
+	}
+	if st := r.Stats(); len(st.Slots) != 1 || st.Slots[0].Name != "b" {
+		t.Fatalf("the new reader's slot: %+v", st.Slots)
+	}
+}

@@ -88,6 +88,13 @@ const (
 	SlotClaiming = 1
 	SlotActive   = 2
 	SlotProducer = 3 // a live producer's presence: pins no space
+
+	// The state word's low byte is the state, the rest a generation that
+	// every take of the slot bumps: a party that decided to free a slot
+	// (its process looked dead) frees it with a CAS of the word it saw,
+	// which fails if the slot was freed and taken again meanwhile.
+	slotStateMask = 0xff
+	slotGenOne    = 1 << 8
 )
 
 // Record states (low 4 bits of word0).

@@ -30,6 +30,7 @@ type Reader struct {
 	r       *Ring
 	slot    int // -1 for a cursor
 	so      int
+	word    uint32 // the slot's state word while we hold it
 	pos     uint64
 	rel     uint64
 	minID   uint64
@@ -54,7 +55,7 @@ func (r *Ring) Attach(name string) (*Reader, error) {
 		return nil, ErrClosed
 	}
 	h := r.hdr
-	slot, err := r.takeSlot(name, 0, r.slots)
+	slot, gen, err := r.takeSlot(name, 0, r.slots)
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +63,7 @@ func (r *Ring) Attach(name string) (*Reader, error) {
 	hc, _ := load16(h, OffHeadCache)
 	store64(h, so+SlotOffReadPos, hc)
 	store64(h, so+SlotOffReleasePos, hc)
-	store32(h, so+SlotOffState, SlotActive)
+	store32(h, so+SlotOffState, gen|SlotActive)
 	// Bump the epoch: a producer that computed its minimum without seeing
 	// our slot loaded the old epoch and now fails to publish it. If one
 	// published before the bump, we see its headCache here and move up.
@@ -77,19 +78,22 @@ func (r *Ring) Attach(name string) (*Reader, error) {
 			break
 		}
 	}
-	return &Reader{r: r, slot: slot, so: so, pos: hc, rel: hc, spin: DefaultSpin}, nil
+	return &Reader{r: r, slot: slot, so: so, word: gen | SlotActive, pos: hc, rel: hc, spin: DefaultSpin}, nil
 }
 
 // takeSlot claims a free slot in [from, to) (reclaiming dead ones when none
 // is free) and writes our identity and name into it; the slot is left
 // SlotClaiming.
-func (r *Ring) takeSlot(name string, from, to int) (int, error) {
+func (r *Ring) takeSlot(name string, from, to int) (int, uint32, error) {
 	h := r.hdr
 	slot := -1
+	var gen uint32
 	for try := 0; try < 2 && slot < 0; try++ {
 		for i := from; i < to; i++ {
-			if cas32(h, r.slotOff(i)+SlotOffState, SlotFree, SlotClaiming) {
-				slot = i
+			w := load32(h, r.slotOff(i)+SlotOffState)
+			g := w&^slotStateMask + slotGenOne
+			if w&slotStateMask == SlotFree && cas32(h, r.slotOff(i)+SlotOffState, w, g|SlotClaiming) {
+				slot, gen = i, g
 				break
 			}
 		}
@@ -98,7 +102,7 @@ func (r *Ring) takeSlot(name string, from, to int) (int, error) {
 		}
 	}
 	if slot < 0 {
-		return -1, fmt.Errorf("%w: all %d slots of %s are held by live processes", ErrNoSlot, to-from, r.path)
+		return -1, 0, fmt.Errorf("%w: all %d slots of %s are held by live processes", ErrNoSlot, to-from, r.path)
 	}
 	so := r.slotOff(slot)
 	store32(h, so+SlotOffPID, r.self.PID)
@@ -109,7 +113,7 @@ func (r *Ring) takeSlot(name string, from, to int) (int, error) {
 	nb := h[so+SlotOffName : so+SlotOffName+SlotNameLen]
 	clear(nb)
 	copy(nb[:SlotNameLen-1], name)
-	return slot, nil
+	return slot, gen, nil
 }
 
 // ProducerSlot is a producer process's presence in a ring: it pins no
@@ -118,6 +122,7 @@ func (r *Ring) takeSlot(name string, from, to int) (int, error) {
 type ProducerSlot struct {
 	r      *Ring
 	so     int
+	word   uint32 // the slot's state word while we hold it
 	closed bool
 }
 
@@ -127,13 +132,13 @@ func (r *Ring) AttachProducer(name string) (*ProducerSlot, error) {
 	if r.closed.Load() {
 		return nil, ErrClosed
 	}
-	slot, err := r.takeSlot(name, r.slots, r.slots+ProducerSlots)
+	slot, gen, err := r.takeSlot(name, r.slots, r.slots+ProducerSlots)
 	if err != nil {
 		return nil, err
 	}
 	so := r.slotOff(slot)
-	store32(r.hdr, so+SlotOffState, SlotProducer)
-	return &ProducerSlot{r: r, so: so}, nil
+	store32(r.hdr, so+SlotOffState, gen|SlotProducer)
+	return &ProducerSlot{r: r, so: so, word: gen | SlotProducer}, nil
 }
 
 // Close frees the producer's slot. Idempotent.
@@ -143,7 +148,7 @@ func (ps *ProducerSlot) Close() error {
 	}
 	ps.closed = true
 	if !ps.r.closed.Load() && ps.r.slotProc(ps.so) == ps.r.self {
-		cas32(ps.r.hdr, ps.so+SlotOffState, SlotProducer, SlotFree)
+		ps.r.freeSlot(ps.so, ps.word)
 	}
 	return nil
 }
@@ -204,7 +209,7 @@ func (rd *Reader) BlocksProducers() (held uint64, blocks bool) {
 	}
 	for i := 0; i < r.slots; i++ {
 		so := r.slotOff(i)
-		if so != rd.so && load32(r.hdr, so+SlotOffState) == SlotActive && load64(r.hdr, so+SlotOffReleasePos) < rd.rel {
+		if so != rd.so && r.slotState(so) == SlotActive && load64(r.hdr, so+SlotOffReleasePos) < rd.rel {
 			return 0, false
 		}
 	}
@@ -221,7 +226,7 @@ func (rd *Reader) Close() error {
 	}
 	rd.closed = true
 	if rd.slot >= 0 && !rd.r.closed.Load() && rd.r.slotProc(rd.so) == rd.r.self {
-		cas32(rd.r.hdr, rd.so+SlotOffState, SlotActive, SlotFree)
+		rd.r.freeSlot(rd.so, rd.word)
 		rd.r.wakeSpace()
 	}
 	return nil

@@ -180,7 +180,7 @@ func newRing(m *shm.Mapping) (*Ring, error) {
 	var maxSlot uint64
 	for i := 0; i < r.slots+ProducerSlots; i++ {
 		so := r.slotOff(i)
-		st := load32(b, so+SlotOffState)
+		st := load32(b, so+SlotOffState) & slotStateMask
 		if st > SlotProducer || (i < r.slots && st == SlotProducer) || (i >= r.slots && st == SlotActive) {
 			return nil, bad(so+SlotOffState, fmt.Sprintf("slot %d state", i), uint64(st), "want 0, 1, or 2 (reader slots) or 3 (producer slots)")
 		}
@@ -222,6 +222,16 @@ func newRing(m *shm.Mapping) (*Ring, error) {
 }
 
 func (r *Ring) slotOff(i int) int { return HeaderBase + i*SlotSize }
+
+// slotState returns the state of the slot at so, without its generation.
+func (r *Ring) slotState(so int) uint32 { return load32(r.hdr, so+SlotOffState) & slotStateMask }
+
+// freeSlot frees the slot at so if its state word is still w: a slot freed
+// and taken again since w was loaded has another generation and is left
+// alone.
+func (r *Ring) freeSlot(so int, w uint32) bool {
+	return cas32(r.hdr, so+SlotOffState, w, w&^slotStateMask|SlotFree)
+}
 
 // Close unmaps the ring. It must not run concurrently with other methods of
 // the Ring or of its Claims and Readers, and none of them (nor Entry slices)
@@ -441,7 +451,7 @@ func (r *Ring) Stats() Stats {
 	}
 	for i := 0; i < r.slots+ProducerSlots; i++ {
 		so := r.slotOff(i)
-		st := load32(r.hdr, so+SlotOffState)
+		st := r.slotState(so)
 		if st != SlotActive && st != SlotProducer {
 			continue
 		}
@@ -473,8 +483,9 @@ func (r *Ring) ReclaimDead() int {
 	n := 0
 	for i := 0; i < r.slots+ProducerSlots; i++ {
 		so := r.slotOff(i)
-		if st := load32(r.hdr, so+SlotOffState); (st == SlotActive || st == SlotProducer) && !r.slotProc(so).Alive() {
-			if cas32(r.hdr, so+SlotOffState, st, SlotFree) {
+		w := load32(r.hdr, so+SlotOffState)
+		if st := w & slotStateMask; (st == SlotActive || st == SlotProducer) && !r.slotProc(so).Alive() {
+			if r.freeSlot(so, w) {
 				n++
 			}
 		}
