@@ -59,3 +59,23 @@ func BenchmarkScanJSON(b *testing.B) {
 		}
 	})
 }
+
+// isCompact, the scanner's oracle for compactness, reports whether the valid JSON text b has no whitespace outside
+// its strings.
+func isCompact(b []byte) bool {
+	inString, escaped := false, false
+	for _, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			escaped = c == '\\'
+			inString = c != '"'
+		case c == '"':
+			inString = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			return false
+		}
+	}
+	return true
+}

@@ -103,26 +103,6 @@ func jsonDepth(b []byte) int {
 	return deepest
 }
 
-// isCompact reports whether the valid JSON text b has no whitespace outside
-// its strings.
-func isCompact(b []byte) bool {
-	inString, escaped := false, false
-	for _, c := range b {
-		switch {
-		case escaped:
-			escaped = false
-		case inString:
-			escaped = c == '\\'
-			inString = c != '"'
-		case c == '"':
-			inString = true
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			return false
-		}
-	}
-	return true
-}
-
 // StringMetadata returns the JSON string value s. It does not parse s: any
 // text, JSON or not, becomes a string.
 func StringMetadata(s string) Metadata {

@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,20 +19,7 @@ import (
 // log file, nor open, push to or pull from the topic through the API.
 func TestFaultOtherUserLockedOut(t *testing.T) {
 	uid, gid := testutil.UnprivilegedUser(t)
-	// The binary in a directory the user can reach.
-	binDir, err := os.MkdirTemp("", "dshm-bin-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(binDir) })
-	os.Chmod(binDir, 0o755)
-	bin := filepath.Join(binDir, "tests.test")
-	src, _ := os.Open(os.Args[0])
-	dst, _ := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
-	io.Copy(dst, src)
-	src.Close()
-	dst.Close()
-
+	bin := testutil.ReachableCopy(t) // the binary where the user can reach it
 	env := newFaultEnv(t)
 	env.createTopic(t, "private", `{"ring_size":"64KiB","durability":"sync"}`)
 	d := env.driver(t)
