@@ -99,6 +99,10 @@ func (c Consumer) Events(timeout time.Duration) iter.Seq2[Event, error] {
 			yield(Event{}, errInvalid("Consumer"))
 			return
 		}
+		if bc, ok := c.c.(BatchConsumerInterface); ok {
+			eventsInBatches(bc, batchLen(c.c.BatchSize()), timeout, yield)
+			return
+		}
 		for {
 			ev, err := c.c.Pull().Wait(timeout)
 			switch {
@@ -114,6 +118,44 @@ func (c Consumer) Events(timeout time.Duration) iter.Seq2[Event, error] {
 				return
 			}
 		}
+	}
+}
+
+// batchLen is how many events Events and Process take per batch.
+func batchLen(b BatchSize) int {
+	if b > 0 {
+		return min(int(b), 4096)
+	}
+	return 64
+}
+
+// eventsInBatches is Events over a BatchConsumerInterface: the events a
+// loop that stops early did not see go back to the consumer.
+func eventsInBatches(bc BatchConsumerInterface, n int, timeout time.Duration, yield func(Event, error) bool) {
+	buf := make([]Event, n)
+	for {
+		k, err := bc.PullBatch(buf, timeout)
+		switch {
+		case errors.Is(err, ErrTimeout):
+			return
+		case err != nil:
+			yield(Event{}, err)
+			return
+		}
+		for i, ev := range buf[:k] {
+			if ev.ID() == NoMoreEvents {
+				clear(buf)
+				return
+			}
+			if !yield(ev, nil) {
+				if i+1 < k {
+					bc.Unread(buf[i+1 : k])
+				}
+				clear(buf)
+				return
+			}
+		}
+		clear(buf[:k]) // the events are the loop's: keep none alive here
 	}
 }
 
@@ -176,6 +218,56 @@ func ProcessEvents(c ConsumerInterface, p EventProcessor, timeout time.Duration,
 		mu.Unlock()
 	}
 	tp := NewThreadPool(pool)
+	inline := tp.ThreadCount() == 0
+	run := func(ev Event) {
+		if inline {
+			// No pool thread: run p here, without a closure per event.
+			if err := p(ev); err != nil {
+				fail(err)
+			}
+			return
+		}
+		wg.Add(1)
+		tp.PushWork(func() {
+			defer wg.Done()
+			if err := p(ev); err != nil {
+				fail(err)
+			}
+		}, 0)
+	}
+	if bc, ok := c.(BatchConsumerInterface); ok {
+		buf := make([]Event, batchLen(c.BatchSize()))
+		defer clear(buf)
+	batches:
+		for n := NumEvents(0); n < max && !stop.Load(); {
+			want := len(buf)
+			if rem := max - n; rem < NumEvents(want) {
+				want = int(rem)
+			}
+			k, err := bc.PullBatch(buf[:want], timeout)
+			if errors.Is(err, ErrTimeout) {
+				break
+			}
+			if err != nil {
+				fail(fmt.Errorf("diaspora: consumer %q: pull: %w", c.Name(), err))
+				break
+			}
+			for i, ev := range buf[:k] {
+				if ev.ID() == NoMoreEvents {
+					break batches
+				}
+				if stop.Load() {
+					bc.Unread(buf[i:k]) // not processed: the next pull has them
+					break batches
+				}
+				run(ev)
+				n++
+			}
+			clear(buf[:k])
+		}
+		wg.Wait()
+		return firstErr
+	}
 	for n := NumEvents(0); n < max && !stop.Load(); n++ {
 		ev, err := c.Pull().Wait(timeout)
 		if errors.Is(err, ErrTimeout) {
@@ -188,13 +280,7 @@ func ProcessEvents(c ConsumerInterface, p EventProcessor, timeout time.Duration,
 		if ev.ID() == NoMoreEvents {
 			break
 		}
-		wg.Add(1)
-		tp.PushWork(func() {
-			defer wg.Done()
-			if err := p(ev); err != nil {
-				fail(err)
-			}
-		}, 0)
+		run(ev)
 	}
 	wg.Wait()
 	return firstErr

@@ -137,6 +137,23 @@ type ClaimerInterface interface {
 	Claim(md Metadata, size int, partition int) (Claim, error)
 }
 
+// BatchConsumerInterface is an optional interface of a ConsumerInterface
+// that hands out several events per call: Consumer.Events and
+// Consumer.Process use it when the driver has it (one lock and one wait per
+// batch rather than per event), and Pull otherwise.
+type BatchConsumerInterface interface {
+	// PullBatch waits at most timeout (negative: no limit) for an event,
+	// then fills dst with it and the events that follow it and are ready
+	// at once, up to len(dst) of them, in the order Pull would return
+	// them. It returns how many; 0 only with an error (ErrTimeout when
+	// none came). At the end of the stream it returns one event whose ID
+	// is NoMoreEvents, as Pull does.
+	PullBatch(dst []Event, timeout time.Duration) (int, error)
+	// Unread gives back events of the last PullBatch that the caller did
+	// not use, in their order: the next pulls return them first.
+	Unread(evs []Event)
+}
+
 // CompleterInterface is an optional interface of a TopicHandleInterface that
 // supports marking the end of a stream.
 type CompleterInterface interface {

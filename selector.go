@@ -88,6 +88,8 @@ func (d *defaultSelector) SelectPartitionFor(_ Metadata, requested int) (int, er
 		return 0, fmt.Errorf("diaspora: default partition selector: %w: no partitions (SetPartitions not called or given none)", ErrInvalidArgument)
 	case requested >= 0:
 		return int(int64(requested) % n), nil
+	case requested == AnyPartition && n == 1:
+		return 0, nil // no shared counter to bump
 	case requested == AnyPartition:
 		return int((d.next.Add(1) - 1) % uint64(n)), nil
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -33,6 +34,7 @@ type consumer struct {
 	zeroCopy   bool // Data() points into the ring: space is released on Acknowledge
 
 	plainMeta bool // the default serializer: metadata is its JSON text
+	fullSel   bool // the selector is diaspora.FullDataSelector: no call needed
 
 	// Events and metadata copies are carved from blocks, to allocate per
 	// block rather than per event; an event the user keeps keeps its block.
@@ -110,6 +112,7 @@ func (t *topicState) MakeConsumer(name string, batch diaspora.BatchSize, maxBatc
 		name: name, topic: t, batch: batch, maxBatches: maxBatches, pool: pool,
 		alloc: alloc, sel: sel, opts: co, zeroCopy: sel != nil && alloc == nil,
 		plainMeta: t.serializer.Metadata().Dump() == `{"type":"default"}`,
+		fullSel:   sel != nil && reflect.ValueOf(sel).Pointer() == reflect.ValueOf(diaspora.FullDataSelector).Pointer(),
 		perFill:   defaultPerFill,
 	}
 	if batch > 0 {
@@ -328,6 +331,77 @@ func (f *pullFuture) Wait(timeout time.Duration) (diaspora.Event, error) {
 		return ev, err // the common case: no ring access at all
 	}
 	return c.nextLocked(timeout)
+}
+
+// PullBatch hands out the ready batch (filling it first when empty): one
+// lock and one look at the rings for up to len(dst) events.
+func (c *consumer) PullBatch(dst []diaspora.Event, timeout time.Duration) (int, error) {
+	if len(dst) == 0 {
+		return 0, fmt.Errorf("%w: %s: PullBatch into no room", diaspora.ErrInvalidArgument, c)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	if c.peeked {
+		ev, err := c.peek, c.peekErr
+		c.peek, c.peekErr, c.peeked = diaspora.Event{}, nil, false
+		if err != nil {
+			return 0, err
+		}
+		dst[0], n = ev, 1
+		if ev.ID() == diaspora.NoMoreEvents {
+			return 1, nil
+		}
+	}
+	if n == 0 && c.readyAt == len(c.ready) && c.readyErr == nil {
+		ev, err := c.nextLocked(timeout)
+		if err != nil {
+			return 0, err
+		}
+		dst[0], n = ev, 1
+		if ev.ID() == diaspora.NoMoreEvents {
+			return 1, nil
+		}
+	}
+	for n < len(dst) && c.readyAt < len(c.ready) {
+		dst[n] = c.ready[c.readyAt]
+		c.ready[c.readyAt] = diaspora.Event{}
+		c.readyAt++
+		n++
+	}
+	if n == 0 { // only an error was left after the last batch
+		err := c.readyErr
+		c.readyErr = nil
+		return 0, err
+	}
+	return n, nil
+}
+
+// Unread puts events of the last PullBatch back in front of the ready
+// batch, so that the next pulls return them first. Their ring space: a
+// copying consumer's events hold none (they were built from it), a
+// zero-copy consumer's is released only by Acknowledge.
+func (c *consumer) Unread(evs []diaspora.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rest := c.ready[c.readyAt:]
+	q := make([]diaspora.Event, 0, len(evs)+1+len(rest))
+	q = append(q, evs...)
+	if c.peeked {
+		// A Completed fetched what follows evs: it comes after them.
+		if c.peekErr == nil {
+			q = append(q, c.peek)
+		} else if c.readyErr == nil {
+			c.readyErr = c.peekErr
+		}
+		c.peek, c.peekErr, c.peeked = diaspora.Event{}, nil, false
+	}
+	q = append(q, rest...)
+	clear(c.ready)
+	c.ready, c.readyAt = q, 0
 }
 
 // Events delivered per pass over a partition: a Pull that finds the ring
@@ -621,6 +695,16 @@ func (cp *consumerPartition) build(id uint64, meta, data []byte, fromLog bool) (
 	if c.sel == nil {
 		ev := c.newEvent()
 		ev.md = md
+		return ev, nil
+	}
+	if c.fullSel && c.alloc == nil && !fromLog {
+		// Everything, in place: no selector call, no descriptor.
+		ev := c.newEvent()
+		ev.md = md
+		if len(data) > 0 {
+			ev.seg[0] = data[:len(data):len(data)]
+			ev.data = ev.seg[:1]
+		}
 		return ev, nil
 	}
 	var sel diaspora.DataDescriptor

@@ -51,6 +51,8 @@ type producer struct {
 	// partition to MaxNumBatches batches: Push blocks on it (back-pressure).
 	slots  chan struct{}
 	closed atomic.Bool
+
+	lingerState // staging of inline pushes (stage.go)
 }
 
 type pushRequest struct {
@@ -82,6 +84,21 @@ type producerPartition struct {
 
 	metaArena []byte       // under mu: serialized metadata of queued events
 	futSlab   []pushFuture // under mu: futures of queued events
+
+	// The stage of inline pushes (stage.go), under flushMu.
+	stage       ring.Batch
+	cover       func(lastID uint64) // the ID lease's cover
+	stageSeq    uint64              // sequence number of the next staged event
+	stageStart  int64               // monoNow of the stage's first event
+	lastPush    int64               // monoNow of the last push that read the clock
+	futBlock    *stagedFutures      // where the next staged future is carved
+	futNext     int
+	stageBlocks []*stagedFutures // the blocks of the staged events' futures, in order
+	// doneSeq: every staged event numbered below it has its id or error.
+	doneSeq atomic.Uint64
+	// stagedAt is, while the stage is open, stageStart (adaptive) or 1
+	// (a fixed batch size), else 0: read without the lock.
+	stagedAt atomic.Int64
 }
 
 // doneFuture is the future of an event written before Push returned.
@@ -161,6 +178,9 @@ func (t *topicState) MakeProducer(name string, batch diaspora.BatchSize, maxBatc
 		p.removeProducers()
 		return nil, err
 	}
+	if batch == diaspora.AdaptiveBatchSize && !p.sync {
+		p.startLinger()
+	}
 	return p, nil
 }
 
@@ -188,6 +208,9 @@ func (p *producer) Topic() diaspora.TopicHandleInterface     { return p.topic }
 // Push queues an event. Errors (validation, selection, a closed producer, a
 // full ring that never drains) come out of the future's Wait.
 func (p *producer) Push(md diaspora.Metadata, data diaspora.DataView, partition int) diaspora.Future[diaspora.EventID] {
+	if p.pool.ThreadCount() == 0 && !p.sync {
+		return p.pushInline(md, data, partition)
+	}
 	// Dekker with Close: it sets closed, then waits for active to drain.
 	p.active.Add(1)
 	defer p.active.Add(-1)
@@ -247,36 +270,37 @@ func (p *producer) drainSerial() {
 }
 
 // process validates, selects and serializes one event, queues it on its
-// partition, and writes a batch when one is due. Called inline, f is nil and
-// the event is written directly when nothing else is being written to its
-// partition: a push then costs no queueing and no allocation but its
-// already completed future.
+// partition, and writes a batch when one is due. f is nil when called
+// inline (a queued future is then carved here).
 func (p *producer) process(md diaspora.Metadata, data diaspora.DataView, partition int, f *pushFuture) diaspora.Future[diaspora.EventID] {
 	t := p.topic
-	fail := func(err error) diaspora.Future[diaspora.EventID] {
-		err = fmt.Errorf("producer %q of topic %q: %w", p.name, t.name, err)
-		if f == nil {
-			return diaspora.ReadyFuture[diaspora.EventID](0, err)
-		}
-		f.complete(0, 0, err)
-		return f
-	}
 	if err := t.validator.Validate(md, data); err != nil {
-		return fail(err)
+		return p.fail(f, err)
 	}
 	idx, err := t.selector.SelectPartitionFor(md, partition)
 	if err == nil && (idx < 0 || idx >= len(p.parts)) {
 		err = fmt.Errorf("%w: partition selector chose partition %d of a topic with %d", diaspora.ErrInvalidArgument, idx, len(p.parts))
 	}
 	if err != nil {
-		return fail(err)
+		return p.fail(f, err)
 	}
-	pp := p.parts[idx]
-	if f == nil && p.batch == diaspora.AdaptiveBatchSize && !p.sync {
-		if fut, ok := pp.writeDirect(md, data); ok {
-			return fut
-		}
+	return p.queue(p.parts[idx], md, data, f)
+}
+
+// fail completes f (or, when nil, a new future) with err.
+func (p *producer) fail(f *pushFuture, err error) diaspora.Future[diaspora.EventID] {
+	err = fmt.Errorf("producer %q of topic %q: %w", p.name, p.topic.name, err)
+	if f == nil {
+		return diaspora.ReadyFuture[diaspora.EventID](0, err)
 	}
+	f.complete(0, 0, err)
+	return f
+}
+
+// queue serializes an event onto pp's queue and writes a batch when one is
+// due.
+func (p *producer) queue(pp *producerPartition, md diaspora.Metadata, data diaspora.DataView, f *pushFuture) diaspora.Future[diaspora.EventID] {
+	fail := func(err error) diaspora.Future[diaspora.EventID] { return p.fail(f, err) }
 	pp.mu.Lock()
 	meta, err := pp.serializeQueued(md)
 	if err != nil {
@@ -338,27 +362,6 @@ func (pp *producerPartition) newFuture() *pushFuture {
 	f := carve(&pp.futSlab, futureBlock)
 	f.prod = pp.p
 	return f
-}
-
-// writeDirect writes one event straight into the ring when no other
-// goroutine is writing to the partition and nothing is queued; ok is false
-// otherwise, and the caller queues the event.
-func (pp *producerPartition) writeDirect(md diaspora.Metadata, data diaspora.DataView) (fut diaspora.Future[diaspora.EventID], ok bool) {
-	if !pp.flushMu.TryLock() {
-		return nil, false
-	}
-	if pp.queued.Load() > 0 {
-		pp.flushMu.Unlock()
-		return nil, false
-	}
-	fut = pp.writeOne(md, data)
-	pp.flushMu.Unlock()
-	// Pushes that found the lock taken queued their events for us (they
-	// store queued, under mu, before they try the lock).
-	if pp.queued.Load() > 0 {
-		pp.flush(false)
-	}
-	return fut, true
 }
 
 // writeOne serializes md into the partition's scratch buffer and writes one
@@ -450,8 +453,10 @@ func (pp *producerPartition) flush(wait bool) {
 	}
 }
 
-// drain writes batches until the queue is empty; flushMu is held.
+// drain writes the stage, then batches until the queue is empty; flushMu
+// is held.
 func (pp *producerPartition) drain() {
+	pp.writeStage()
 	for {
 		// Swap the queue with the spare one. Only a non-empty queue is
 		// taken: taking an empty one would leave pending and the spare on
@@ -612,6 +617,7 @@ func (p *producer) Close() error {
 		time.Sleep(50 * time.Microsecond)
 	}
 	err := p.flushAll(-1)
+	p.stopLinger()
 	// Claims still open: their owner has the claim timeout to commit or
 	// abort, then they are aborted (nothing is published) and Close says so.
 	done := make(chan struct{})
@@ -771,7 +777,7 @@ func (p *producer) Claim(md diaspora.Metadata, size int, partition int) (_ diasp
 		return nil, fmt.Errorf("producer %q of topic %q: serialize: %w", p.name, t.name, err)
 	}
 	pp.part.views.Store(true) // Bytes() may be kept past Close
-	if pp.queued.Load() > 0 {
+	if pp.queued.Load() > 0 || pp.staged() {
 		pp.flush(true) // what was pushed before the claim goes first
 	}
 	c.size[0] = ring.RecordSize{Meta: len(meta), Data: size}

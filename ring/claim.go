@@ -34,27 +34,58 @@ type claimRec struct {
 // readers (or the archiver) to free space (timeout < 0: no limit). Records
 // get consecutive IDs. On ErrFull the message names what holds the space.
 func (r *Ring) Claim(c *Claim, sizes []RecordSize, timeout time.Duration) error {
+	L, err := r.claimLen(sizes)
+	if err != nil {
+		return err
+	}
+	pos, id, err := r.claimSpace(L, uint64(len(sizes)), timeout)
+	if err != nil {
+		return err
+	}
+	off0 := int(pos & r.mask)
+	c.r, c.pos, c.end, c.id0, c.done = r, pos, pos+L, id, false
+	c.recs = c.recs[:0]
+	if cap(c.recs) < len(sizes) && len(sizes) <= len(c.one) {
+		c.recs = c.one[:0]
+	}
+	o := off0
+	for _, s := range sizes {
+		c.recs = append(c.recs, claimRec{off: o, meta: s.Meta, data: s.Data})
+		o += int(align16(RecHeaderSize + uint64(s.Meta) + uint64(s.Data)))
+	}
+	c.writeHeaders()
+	return nil
+}
+
+// claimLen checks the sizes of a batch and returns the bytes it takes.
+func (r *Ring) claimLen(sizes []RecordSize) (uint64, error) {
 	if r.closed.Load() {
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	if len(sizes) == 0 {
-		return fmt.Errorf("ring: claim of no records in %s", r.path)
+		return 0, fmt.Errorf("ring: claim of no records in %s", r.path)
 	}
 	var L uint64
 	maxRec := uint64(r.MaxRecordSize())
 	for i, s := range sizes {
 		if s.Meta < 0 || s.Data < 0 || uint64(s.Meta) > maxRec || uint64(s.Data) > maxRec ||
 			RecHeaderSize+uint64(s.Meta)+uint64(s.Data) > maxRec {
-			return fmt.Errorf("%w: record %d of %d: 32+meta %d+data %d > %d bytes (capacity/2) in %s",
+			return 0, fmt.Errorf("%w: record %d of %d: 32+meta %d+data %d > %d bytes (capacity/2) in %s",
 				ErrTooLarge, i, len(sizes), s.Meta, s.Data, maxRec, r.path)
 		}
 		L += align16(RecHeaderSize + uint64(s.Meta) + uint64(s.Data))
 	}
 	if L > r.cap/2 {
-		return fmt.Errorf("%w: batch of %d records totals %d bytes > %d (capacity/2) in %s",
+		return 0, fmt.Errorf("%w: batch of %d records totals %d bytes > %d (capacity/2) in %s",
 			ErrTooLarge, len(sizes), L, r.cap/2, r.path)
 	}
-	k := uint64(len(sizes))
+	return L, nil
+}
+
+// claimSpace wins L bytes and k IDs on the tail (padding to the lap
+// boundary first when the claim would cross it) and marks the claim's
+// first header CLAIMED. It returns the claim's position and first ID.
+func (r *Ring) claimSpace(L, k uint64, timeout time.Duration) (pos, id uint64, err error) {
 	h := r.hdr
 	var w spaceWait
 	for {
@@ -62,16 +93,16 @@ func (r *Ring) Claim(c *Claim, sizes []RecordSize, timeout time.Duration) error 
 		// in every reader's cache.
 		switch {
 		case load32(h, OffDeleted) != 0:
-			return r.deletedError()
+			return 0, 0, r.deletedError()
 		case load32(h, OffComplete) != 0:
-			return fmt.Errorf("%w: no event may follow the end of the stream in %s", ErrComplete, r.path)
+			return 0, 0, fmt.Errorf("%w: no event may follow the end of the stream in %s", ErrComplete, r.path)
 		}
-		pos, id := atomicLoadPair(p64(h, OffTailPos))
+		pos, id = atomicLoadPair(p64(h, OffTailPos))
 		if pos%RecordAlign != 0 || pos >= MaxPos {
-			return &CorruptError{Path: r.path, Pos: OffTailPos, Field: "tailPos", Value: pos, Why: "not 16-aligned or past 2^62"}
+			return 0, 0, &CorruptError{Path: r.path, Pos: OffTailPos, Field: "tailPos", Value: pos, Why: "not 16-aligned or past 2^62"}
 		}
 		if !idFits(id, r.firstID, pos) {
-			return &CorruptError{Path: r.path, Pos: OffTailID, Field: "tailID", Value: id,
+			return 0, 0, &CorruptError{Path: r.path, Pos: OffTailID, Field: "tailID", Value: id,
 				Why: fmt.Sprintf("more IDs than records of 32 bytes fit below position %d since firstID %d", pos, r.firstID)}
 		}
 		off := pos & r.mask
@@ -83,7 +114,7 @@ func (r *Ring) Claim(c *Claim, sizes []RecordSize, timeout time.Duration) error 
 		if end > load64(h, OffHeadCache)+r.cap {
 			if head := r.refreshHead(false); end > head+r.cap {
 				if err := r.waitSpace(&w, end, timeout); err != nil {
-					return err
+					return 0, 0, err
 				}
 				continue
 			}
@@ -98,21 +129,9 @@ func (r *Ring) Claim(c *Claim, sizes []RecordSize, timeout time.Duration) error 
 			continue
 		}
 		if err := r.publishClaimed(pos, L); err != nil {
-			return err
+			return 0, 0, err
 		}
-		off0 := int(off)
-		c.r, c.pos, c.end, c.id0, c.done = r, pos, pos+L, id, false
-		c.recs = c.recs[:0]
-		if cap(c.recs) < len(sizes) && len(sizes) <= len(c.one) {
-			c.recs = c.one[:0]
-		}
-		o := off0
-		for _, s := range sizes {
-			c.recs = append(c.recs, claimRec{off: o, meta: s.Meta, data: s.Data})
-			o += int(align16(RecHeaderSize + uint64(s.Meta) + uint64(s.Data)))
-		}
-		c.writeHeaders()
-		return nil
+		return pos, id, nil
 	}
 }
 
@@ -307,6 +326,14 @@ func (c *Claim) Meta(i int) []byte {
 func (c *Claim) Data(i int) []byte {
 	o := c.recs[i].off + RecHeaderSize + c.recs[i].meta
 	return c.r.data[o : o+c.recs[i].data : o+c.recs[i].data]
+}
+
+// Body returns the writable metadata and data bytes of record i, which
+// follow each other: a record staged as one piece is copied in once.
+func (c *Claim) Body(i int) []byte {
+	o := c.recs[i].off + RecHeaderSize
+	n := c.recs[i].meta + c.recs[i].data
+	return c.r.data[o : o+n : o+n]
 }
 
 // Pos returns the position of the first record.

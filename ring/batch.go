@@ -1,0 +1,114 @@
+package ring
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// Batch is records built in the producer's own memory, laid out as they
+// will lie in the ring, and written by WriteBatch with one claim, one copy
+// and one commit: the Aeron way of appending, where a record costs its
+// bytes and not an atomic operation. A Batch is reused across writes and
+// does not allocate once grown; it is used by one goroutine at a time.
+type Batch struct {
+	buf   []byte
+	sizes []RecordSize
+	mark  int // start of the record begun last
+}
+
+var zeroHeader [RecHeaderSize + RecordAlign]byte
+
+// Len returns the number of records in the batch.
+func (b *Batch) Len() int { return len(b.sizes) }
+
+// Bytes returns the ring bytes the batch takes.
+func (b *Batch) Bytes() int { return len(b.buf) }
+
+// Reset empties the batch, keeping its memory.
+func (b *Batch) Reset() { b.buf, b.sizes = b.buf[:0], b.sizes[:0] }
+
+// Begin starts a record. Append the record's metadata and then its data to
+// the returned slice, and pass the result to End (or call Cancel).
+func (b *Batch) Begin() []byte {
+	b.mark = len(b.buf)
+	b.buf = append(b.buf, zeroHeader[:RecHeaderSize]...)
+	return b.buf
+}
+
+// End closes the record begun last: buf is Begin's slice with metaLen bytes
+// of metadata, then the data, appended.
+func (b *Batch) End(buf []byte, metaLen int) error {
+	body := len(buf) - b.mark - RecHeaderSize
+	if metaLen < 0 || body < metaLen || len(buf) < len(b.buf) {
+		b.Cancel()
+		return fmt.Errorf("ring: batch record of %d bytes cannot hold %d bytes of metadata", body, metaLen)
+	}
+	n := RecHeaderSize + body
+	buf = append(buf, zeroHeader[:int(align16(uint64(n)))-n]...)
+	b.buf = buf
+	b.sizes = append(b.sizes, RecordSize{Meta: metaLen, Data: body - metaLen})
+	return nil
+}
+
+// Cancel drops the record begun last (before its End).
+func (b *Batch) Cancel() { b.buf = b.buf[:b.mark] }
+
+// DropLast drops the record ended last.
+func (b *Batch) DropLast() {
+	if len(b.sizes) > 0 {
+		b.sizes = b.sizes[:len(b.sizes)-1]
+		b.buf = b.buf[:b.mark]
+	}
+}
+
+// WriteBatch writes the batch's records into the ring: one claim of the
+// whole batch (records get consecutive IDs from id0), its headers filled in
+// the batch's memory, one copy of everything but the first record's state
+// words, and the commit's CAS on those. It waits for space like Claim.
+// claimed, when not nil, is called with the last ID of the claim before
+// the commit publishes it. The batch is left as it was: Reset it to build
+// the next.
+func (r *Ring) WriteBatch(b *Batch, timeout time.Duration, claimed func(lastID uint64)) (id0, end uint64, err error) {
+	L, err := r.claimLen(b.sizes)
+	if err != nil {
+		return 0, 0, err
+	}
+	if L != uint64(len(b.buf)) {
+		return 0, 0, fmt.Errorf("ring: batch of %d bytes holds records of %d", len(b.buf), L)
+	}
+	pos, id, err := r.claimSpace(L, uint64(len(b.sizes)), timeout)
+	if err != nil {
+		return 0, 0, err
+	}
+	// The headers, as Claim.writeHeaders puts them in the ring, but in
+	// our memory: records 1..k-1 COMMITTED (nobody reads past record 0
+	// before it commits), record 0's state words left to the CAS.
+	le := binary.LittleEndian
+	pid := r.self.PID
+	buf := b.buf
+	o := 0
+	for i, s := range b.sizes {
+		recLen := uint64(RecHeaderSize + s.Meta + s.Data)
+		le.PutUint64(buf[o+RecOffEventID:], id+uint64(i))
+		le.PutUint32(buf[o+RecOffMetaLen:], uint32(s.Meta))
+		le.PutUint32(buf[o+RecOffPID:], pid)
+		if i > 0 {
+			le.PutUint64(buf[o+RecOffWord1:], align16(recLen)|recLen<<32)
+			le.PutUint64(buf[o+RecOffWord0:], (pos+uint64(o))|StateCommitted)
+		}
+		o += int(align16(recLen))
+	}
+	if claimed != nil {
+		claimed(id + uint64(len(b.sizes)) - 1)
+	}
+	off := int(pos & r.mask)
+	copy(r.data[off+16:off+int(L)], buf[16:])
+	recLen0 := uint64(RecHeaderSize + b.sizes[0].Meta + b.sizes[0].Data)
+	if !cas16(r.data, off, pos|StateClaimed, L|uint64(pid)<<32, pos|StateCommitted, L|recLen0<<32) {
+		return 0, 0, fmt.Errorf("%w: commit at position %d in %s: a reader gave the claim up after the claim timeout %v, and the space may hold other events now",
+			ErrAbandoned, pos, r.path, time.Duration(r.abandon.Load()))
+	}
+	r.wakeData()
+	return id, pos + L, nil
+}

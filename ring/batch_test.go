@@ -1,0 +1,149 @@
+package ring
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// appendRecord adds a record of meta and data to b.
+func appendRecord(t testing.TB, b *Batch, meta, data []byte) {
+	t.Helper()
+	buf := b.Begin()
+	buf = append(buf, meta...)
+	buf = append(buf, data...)
+	if err := b.End(buf, len(meta)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A written batch reads back record by record, with consecutive IDs that
+// follow those of claims around it, across many laps of a small ring (so
+// batches meet the lap boundary and are preceded by padding).
+func TestWriteBatchReadsBackAcrossLaps(t *testing.T) {
+	r := newTestRing(t, Options{Capacity: 64 << 10})
+	rd, err := r.Attach("reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	var b Batch
+	var c Claim
+	next := uint64(0)
+	for round := range 300 {
+		k := 1 + round%37
+		b.Reset()
+		for i := range k {
+			appendRecord(t, &b, fmt.Appendf(nil, `{"r":%d,"i":%d}`, round, i), bytes.Repeat([]byte{byte(i)}, (round*7+i*13)%300))
+		}
+		id0, end, err := r.WriteBatch(&b, time.Second, nil)
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if id0 != next {
+			t.Fatalf("round %d: batch got ID %d, want %d", round, id0, next)
+		}
+		next += uint64(k)
+		if round%5 == 0 { // a claim between batches takes the next ID
+			if err := r.Claim(&c, []RecordSize{{Meta: 2, Data: 3}}, time.Second); err != nil {
+				t.Fatal(err)
+			}
+			copy(c.Meta(0), "{}")
+			copy(c.Data(0), "abc")
+			if c.ID(0) != next {
+				t.Fatalf("claim after batch got ID %d, want %d", c.ID(0), next)
+			}
+			if err := c.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			next++
+		}
+		for i := range k {
+			e, err := rd.Next(time.Second)
+			if err != nil {
+				t.Fatalf("round %d record %d: %v", round, i, err)
+			}
+			if e.ID != id0+uint64(i) {
+				t.Fatalf("round %d record %d: ID %d, want %d", round, i, e.ID, id0+uint64(i))
+			}
+			if want := fmt.Sprintf(`{"r":%d,"i":%d}`, round, i); string(e.Meta) != want {
+				t.Fatalf("round %d record %d: meta %q, want %q", round, i, e.Meta, want)
+			}
+			if n := (round*7 + i*13) % 300; len(e.Data) != n || !bytes.Equal(e.Data, bytes.Repeat([]byte{byte(i)}, n)) {
+				t.Fatalf("round %d record %d: data of %d bytes is not %d bytes of %d", round, i, len(e.Data), n, i)
+			}
+			if i == k-1 && e.End != end {
+				t.Fatalf("round %d: last record ends at %d, WriteBatch said %d", round, e.End, end)
+			}
+		}
+		if round%5 == 0 {
+			if e, err := rd.Next(time.Second); err != nil || string(e.Data) != "abc" {
+				t.Fatalf("round %d: the claim after the batch: %q, %v", round, e.Data, err)
+			}
+		}
+		rd.Release(rd.Position())
+	}
+}
+
+// A batch larger than half the ring is refused by name; a batch larger than
+// the free space waits for a reader to release, and fails with ErrFull
+// naming the reader when none does.
+func TestWriteBatchTooLargeAndFull(t *testing.T) {
+	r := newTestRing(t, Options{Capacity: 64 << 10})
+	var b Batch
+	appendRecord(t, &b, []byte("{}"), make([]byte, 40<<10))
+	if _, _, err := r.WriteBatch(&b, time.Second, nil); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("batch of 40 KiB in a 64 KiB ring: %v, want ErrTooLarge", err)
+	}
+	rd, err := r.Attach("slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	b.Reset()
+	for range 10 {
+		appendRecord(t, &b, []byte("{}"), make([]byte, 3000))
+	}
+	if _, _, err := r.WriteBatch(&b, time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.WriteBatch(&b, time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	// 60 KiB written and pinned: the third batch does not fit.
+	done := make(chan error, 1)
+	go func() { _, _, err := r.WriteBatch(&b, 5*time.Second, nil); done <- err }()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("a batch larger than the free space was written: %v", err)
+	default:
+	}
+	for range 10 {
+		if _, err := rd.Next(time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd.Release(rd.Position())
+	if err := <-done; err != nil {
+		t.Fatalf("the batch waiting for space: %v", err)
+	}
+	if _, _, err := r.WriteBatch(&b, 100*time.Millisecond, nil); !errors.Is(err, ErrFull) || !bytes.Contains([]byte(err.Error()), []byte(`"slow"`)) {
+		t.Fatalf("batch into a ring the reader pins: %v, want ErrFull naming the reader", err)
+	}
+}
+
+// End refuses a record whose metadata is longer than what was appended.
+func TestBatchEndChecksLengths(t *testing.T) {
+	var b Batch
+	buf := b.Begin()
+	buf = append(buf, "ab"...)
+	if err := b.End(buf, 3); err == nil {
+		t.Fatal("End took 3 bytes of metadata out of 2")
+	}
+	if b.Len() != 0 || b.Bytes() != 0 {
+		t.Fatalf("the refused record stayed: %d records, %d bytes", b.Len(), b.Bytes())
+	}
+}
