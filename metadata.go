@@ -13,6 +13,15 @@ import (
 // AsString), so that pushing an event never parses or re-encodes its metadata
 // on the default path. The zero value is the empty object {}. A Metadata is
 // immutable and safe to share between goroutines.
+//
+// What is checked when: NewMetadata, MetadataFromBytes and UnmarshalJSON
+// parse the whole text. The metadata of an event a consumer receives (with
+// the default serializer) is checked at delivery for its bounds and shape
+// only (MetadataOfShape: one line, the delimiters of a JSON value), which
+// any compact JSON passes, and is parsed in full when it is decoded: a
+// producer that wrote something that is not JSON makes Decode (or
+// AsString, or a validator reading a field) fail with an error, not the
+// delivery. A custom serializer's Deserialize checks what it reads itself.
 type Metadata struct {
 	b []byte // compact JSON text; nil means {}
 }

@@ -186,6 +186,12 @@ func runProducer(cfg ProducerConfig) (res ProducerResult, err error) {
 		arena[i] = byte(i*7 + 1) // fault the source in before timing
 	}
 	futs := make([]diaspora.Future[diaspora.EventID], w)
+	// One DataView per slot, made once: a DataView literal per push would
+	// cost an allocation of its own (it escapes into the producer).
+	views := make([]diaspora.DataView, w)
+	for i := range views {
+		views[i] = diaspora.DataView{arena[i*size : (i+1)*size]}
+	}
 	waitAll := func() error {
 		for i, f := range futs {
 			if f != nil {
@@ -229,7 +235,7 @@ func runProducer(cfg ProducerConfig) (res ProducerResult, err error) {
 			copy(c.Bytes(), buf)
 			futs[slot] = c.Commit()
 		} else {
-			futs[slot] = prod.Push(md, diaspora.DataView{buf})
+			futs[slot] = prod.Push(md, views[slot])
 		}
 		if cfg.FlushInterval > 0 && (i+1)%cfg.FlushInterval == 0 {
 			if _, err := prod.Flush().Wait(-1); err != nil {
@@ -378,11 +384,13 @@ func runConsumer(cfg ConsumerConfig) (res ConsumerResult, err error) {
 		switch cfg.Mode {
 		case "copy":
 			var buf []byte
+			view := make(diaspora.DataView, 1) // reused too: no allocation per event
 			args = append(args, diaspora.DataAllocator(func(_ diaspora.Metadata, dd diaspora.DataDescriptor) (diaspora.DataView, error) {
 				if cap(buf) < dd.Size() {
 					buf = make([]byte, dd.Size())
 				}
-				return diaspora.DataView{buf[:dd.Size()]}, nil
+				view[0] = buf[:dd.Size()]
+				return view, nil
 			}))
 		case "alloc":
 			args = append(args, diaspora.BytesAllocator)

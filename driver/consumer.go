@@ -50,6 +50,11 @@ type consumer struct {
 	ready    []diaspora.Event
 	readyAt  int
 	readyErr error
+	// raw holds, for a consumer with a DataAllocator, records read from
+	// the ring in one pass and built only when a Pull hands them out (the
+	// allocator may give one buffer to every event); they come after ready.
+	raw   []rawEntry
+	rawAt int
 	perFill  int            // the most events one pass delivers
 	waiting  []*ring.Reader // scratch for WaitAny
 	peek     diaspora.Event // fetched by a future's Completed, for the next Wait
@@ -86,6 +91,12 @@ type consumerPartition struct {
 	posErr     error // why pos could not be opened for writing (a read-only root)
 }
 
+// rawEntry is a record of cp read from the ring and not yet delivered.
+type rawEntry struct {
+	cp *consumerPartition
+	e  ring.Entry
+}
+
 // failedEntry is an event whose delivery (metadata, selector, allocator)
 // failed; it stays the next event of its partition, so nothing is lost.
 type failedEntry struct {
@@ -118,12 +129,9 @@ func (t *topicState) MakeConsumer(name string, batch diaspora.BatchSize, maxBatc
 	if batch > 0 {
 		c.perFill = min(int(batch), maxPerFill)
 	}
-	if alloc != nil {
-		// The allocator's memory is the user's, and may be one buffer
-		// reused for every event: call it for an event only when a Pull
-		// hands that event out.
-		c.perFill = 1
-	}
+	// With an allocator (whose memory is the user's, and may be one buffer
+	// reused for every event) a pass reads records, and each is built,
+	// and the allocator called for it, only when a Pull hands it out.
 	if targets == nil {
 		for i := range t.parts {
 			targets = append(targets, i)
@@ -305,7 +313,7 @@ func (f *pullFuture) Completed() bool {
 	c := (*consumer)(f)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.readyAt < len(c.ready) || c.readyErr != nil {
+	if c.readyAt < len(c.ready) || c.rawAt < len(c.raw) || c.readyErr != nil {
 		return true
 	}
 	if !c.peeked {
@@ -353,7 +361,7 @@ func (c *consumer) PullBatch(dst []diaspora.Event, timeout time.Duration) (int, 
 			return 1, nil
 		}
 	}
-	if n == 0 && c.readyAt == len(c.ready) && c.readyErr == nil {
+	if n == 0 && c.readyAt == len(c.ready) && c.rawAt == len(c.raw) && c.readyErr == nil {
 		ev, err := c.nextLocked(timeout)
 		if err != nil {
 			return 0, err
@@ -368,6 +376,14 @@ func (c *consumer) PullBatch(dst []diaspora.Event, timeout time.Duration) (int, 
 		c.ready[c.readyAt] = diaspora.Event{}
 		c.readyAt++
 		n++
+	}
+	if n == 0 && c.rawAt < len(c.raw) {
+		// Built one at a time: the allocator's memory may be one buffer.
+		ev, err, _ := c.takeReady()
+		if err != nil {
+			return 0, err
+		}
+		dst[0], n = ev, 1
 	}
 	if n == 0 { // only an error was left after the last batch
 		err := c.readyErr
@@ -420,12 +436,32 @@ func (c *consumer) takeReady() (diaspora.Event, error, bool) {
 		c.readyAt++
 		return ev, nil, true
 	}
+	if c.rawAt < len(c.raw) {
+		ev, err := c.deliverRaw()
+		return ev, err, true
+	}
 	if c.readyErr != nil {
 		err := c.readyErr
 		c.readyErr = nil
 		return diaspora.Event{}, err, true
 	}
 	return diaspora.Event{}, nil, false
+}
+
+// deliverRaw builds the next raw entry. When that fails the entry stays
+// next (the next Pull tries it again); c.mu is held.
+func (c *consumer) deliverRaw() (_ diaspora.Event, err error) {
+	defer debug.SetPanicOnFault(armFaults())
+	defer recoverFault(&err, c)
+	r := &c.raw[c.rawAt]
+	ev, err := r.cp.deliver(r.e.ID, r.e.Meta, r.e.Data, r.e.End, false)
+	if err != nil {
+		r.cp.redo = failedEntry{} // it is retried from raw, in its place
+		return diaspora.Event{}, err
+	}
+	c.raw[c.rawAt] = rawEntry{}
+	c.rawAt++
+	return ev, nil
 }
 
 // fill delivers up to perFill events of cp into the ready batch and
@@ -437,6 +473,10 @@ func (c *consumer) fill(cp *consumerPartition) (diaspora.Event, bool, error) {
 	ev, ok, err := cp.tryNext()
 	if err != nil || !ok {
 		return ev, ok, err
+	}
+	if c.alloc != nil {
+		c.fillRaw(cp)
+		return ev, true, nil
 	}
 	c.ready, c.readyAt = c.ready[:0], 0
 	for len(c.ready) < c.perFill-1 {
@@ -451,6 +491,33 @@ func (c *consumer) fill(cp *consumerPartition) (diaspora.Event, bool, error) {
 		c.ready = append(c.ready, next)
 	}
 	return ev, true, nil
+}
+
+// fillRaw reads up to perFill-1 more records of cp into raw, to be built
+// when handed out; c.mu is held.
+func (c *consumer) fillRaw(cp *consumerPartition) {
+	if cp.log != nil || cp.redo.ok || cp.ended {
+		return // history from the log, and retries, come one at a time
+	}
+	c.raw, c.rawAt = c.raw[:0], 0
+	for len(c.raw) < c.perFill-1 {
+		e, ok, err := cp.rd.TryNext()
+		if errors.Is(err, ring.ErrEndOfStream) {
+			cp.ended = true
+			break
+		}
+		if err != nil {
+			c.readyErr = fmt.Errorf("consumer %q of %s: %w", c.name, cp.part, err)
+			break
+		}
+		if !ok {
+			break
+		}
+		if e.ID < cp.want {
+			continue
+		}
+		c.raw = append(c.raw, rawEntry{cp: cp, e: e})
+	}
 }
 
 // releaseDone lets producers reuse the space of the events a copying
@@ -685,7 +752,8 @@ func (cp *consumerPartition) build(id uint64, meta, data []byte, fromLog bool) (
 	var md diaspora.Metadata
 	var err error
 	if c.plainMeta {
-		md, err = diaspora.MetadataFromBytes(c.copyMeta(meta))
+		// Shape only: the full parse happens when the user decodes it.
+		md, err = diaspora.MetadataOfShape(c.copyMeta(meta))
 	} else {
 		err = userCall("deserializer", func() (err error) { md, err = c.topic.serializer.Deserialize(meta); return })
 	}
@@ -902,6 +970,8 @@ func (c *consumer) Close() error {
 	defer c.mu.Unlock()
 	clear(c.ready)
 	c.ready, c.readyAt, c.readyErr = nil, 0, nil
+	clear(c.raw)
+	c.raw, c.rawAt = nil, 0
 	err := c.closeParts()
 	c.topic.removeClient(c)
 	return err
