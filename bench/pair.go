@@ -26,8 +26,8 @@ type Case struct {
 	Kind       string `json:"kind"` // "shm", "unix", "pipe", "chan", "copy"
 	Size       int    `json:"size"`
 	Durability string `json:"durability,omitempty"`
-	Producer   string `json:"producer,omitempty"` // "push", "claim"
-	Consumer   string `json:"consumer,omitempty"` // "copy", "zerocopy"
+	Producer   string `json:"producer,omitempty"` // "push", "claim", "push256" (BatchSize(256))
+	Consumer   string `json:"consumer,omitempty"` // "copy", "zerocopy", "events" (zero-copy, for range Events)
 }
 
 // Label names the case without its size.
@@ -136,6 +136,10 @@ func casesFor(size int, durs []string) []Case {
 		}
 		if d == "none" {
 			cs = append(cs, Case{Kind: "shm", Size: size, Durability: d, Producer: "claim", Consumer: "zerocopy"})
+			if size <= 4<<10 {
+				// BatchSize(256) pushes, read with for range Events.
+				cs = append(cs, Case{Kind: "shm", Size: size, Durability: d, Producer: "push256", Consumer: "events"})
+			}
 		}
 	}
 	return cs
@@ -195,7 +199,7 @@ func batchFor(c Case) int {
 
 func (r *pairRunner) ackEvery(c Case) int {
 	a := r.opt.AckEvery
-	if c.Consumer == "zerocopy" {
+	if c.Consumer == "zerocopy" || c.Consumer == "events" {
 		// A zero-copy consumer holds ring space until it acknowledges.
 		rec := (32 + 2 + c.Size + 15) &^ 15
 		a = min(a, max(r.ringBytes()/4/rec, 1))
@@ -321,6 +325,9 @@ func (r *pairRunner) runShm(c Case, n, warm int, pace int64, tag string) (Consum
 	pcfg := ProducerConfig{
 		Driver: "shm", DriverConfig: string(drvCfg), Topic: "bench", N: n, Warm: warm,
 		DataSize: c.Size, Batch: batchFor(c), Window: window(c.Size, r.ringBytes()), Claim: c.Producer == "claim", PaceNS: pace,
+	}
+	if c.Producer == "push256" {
+		pcfg.Batch = 256
 	}
 	if pace > 0 {
 		ccfg.Spin = "1s" // a spinning consumer

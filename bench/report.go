@@ -50,17 +50,23 @@ func evaluateTargets(rep *Report) []Target {
 	base := func(size int, kind string) *caseResult { return findCase(rep, Case{Kind: kind, Size: size}) }
 	none := func(name, want string) { ts = append(ts, Target{Name: name, Want: want, Status: "not measured"}) }
 
-	for _, cm := range []string{"copy", "zerocopy"} {
-		name := "64 B none push→" + cm + ": rate"
-		if c := shm(64, "none", "push", cm); c != nil {
-			ts = append(ts, Target{Name: name, Want: ">= 20 M events/s", Got: fmt.Sprintf("%.2f M events/s", c.EventsSec/1e6), Status: status(c.EventsSec >= 20e6)})
-			if u := base(64, "unix"); u != nil {
-				r := c.EventsSec / u.EventsSec
-				ts = append(ts, Target{Name: "64 B none push→" + cm + ": vs unix socket", Want: ">= 10x", Got: fmt.Sprintf("%.1fx", r), Status: status(r >= 10)})
-			}
-		} else {
-			none(name, ">= 20 M events/s")
+	for _, pc := range [][3]string{{"push", "copy", "1.0"}, {"push", "zerocopy", "1.0"}, {"push256", "events", "1.5"}} {
+		name := "64 B none " + pc[0] + "→" + pc[1] + " vs unix socket"
+		want := 1.0
+		if pc[2] == "1.5" {
+			want = 1.5
 		}
+		c, u := shm(64, "none", pc[0], pc[1]), base(64, "unix")
+		if c == nil || u == nil {
+			none(name, ">= "+pc[2]+"x")
+			continue
+		}
+		r := c.EventsSec / u.EventsSec
+		got := fmt.Sprintf("%.2fx (%.2f M events/s)", r, c.EventsSec/1e6)
+		if pc[0] == "push256" {
+			got += fmt.Sprintf("; %.2fx Aeron's 35 M/s claim in place", c.EventsSec/35e6)
+		}
+		ts = append(ts, Target{Name: name, Want: ">= " + pc[2] + "x", Got: got, Status: status(r >= want)})
 	}
 	for _, pc := range [][2]string{{"push", "zerocopy"}, {"claim", "zerocopy"}} {
 		name := "1 MiB none " + pc[0] + "→" + pc[1] + " vs copy()"

@@ -270,7 +270,7 @@ type ConsumerConfig struct {
 	N            int     `json:"n"`    // timed events
 	Warm         int     `json:"warm"` // untimed events first
 	Threads      int     `json:"threads"`
-	Mode         string  `json:"mode"` // "meta", "copy" (reused buffer), "alloc" (BytesAllocator), "zerocopy"
+	Mode         string  `json:"mode"` // "meta", "copy" (reused buffer), "alloc" (BytesAllocator), "zerocopy", "events" (zero-copy, for range Events)
 	Interest     float64 `json:"interest"`
 	Selectivity  float64 `json:"selectivity"`
 	AckEvery     int     `json:"ack_every"`
@@ -394,7 +394,7 @@ func runConsumer(cfg ConsumerConfig) (res ConsumerResult, err error) {
 			}))
 		case "alloc":
 			args = append(args, diaspora.BytesAllocator)
-		case "zerocopy":
+		case "zerocopy", "events":
 		default:
 			return res, fmt.Errorf("unknown consumer mode %q", cfg.Mode)
 		}
@@ -427,23 +427,14 @@ func runConsumer(cfg ConsumerConfig) (res ConsumerResult, err error) {
 	total := cfg.Warm + cfg.N
 	expect := uint64(0)
 	var sum uint64
-	for k := 0; k < total; k++ {
-		if k == cfg.Warm {
-			stop = startProfile(cfg.CPUProfile)
-			if cfg.LocalClock {
-				res.Start = mono()
-			}
-		}
-		ev, err := cons.Pull().Wait(timeout)
-		if err != nil {
-			return res, fmt.Errorf("pull %d of %d: %w", k, total, err)
-		}
+	// handle takes event k, as the loop of a user's consumer would.
+	handle := func(k int, ev diaspora.Event) error {
 		var now int64
 		if hist != nil {
 			now = mono()
 		}
 		if ev.ID() == diaspora.NoMoreEvents {
-			return res, fmt.Errorf("end of stream after %d of %d events", k, total)
+			return fmt.Errorf("end of stream after %d of %d events", k, total)
 		}
 		data := ev.Data()
 		if len(data) > 0 && len(data[0]) >= headerSize {
@@ -468,7 +459,7 @@ func runConsumer(cfg ConsumerConfig) (res ConsumerResult, err error) {
 		}
 		if (k+1)%ackEvery == 0 || k == total-1 {
 			if err := ev.Acknowledge(); err != nil {
-				return res, fmt.Errorf("acknowledge: %w", err)
+				return fmt.Errorf("acknowledge: %w", err)
 			}
 		}
 		if k+1 == cfg.Warm+1_000_000 {
@@ -476,6 +467,47 @@ func runConsumer(cfg ConsumerConfig) (res ConsumerResult, err error) {
 		}
 		if k == cfg.Warm && res.Start == 0 {
 			res.Start = mono() // unstamped stream (standalone mode): from the first event
+		}
+		return nil
+	}
+	begin := func(k int) {
+		if k == cfg.Warm {
+			stop = startProfile(cfg.CPUProfile)
+			if cfg.LocalClock {
+				res.Start = mono()
+			}
+		}
+	}
+	if cfg.Mode == "events" {
+		// for range Consumer.Events: batches handed out by the driver.
+		k := 0
+		begin(0)
+		for ev, err := range cons.Events(timeout) {
+			if err != nil {
+				return res, fmt.Errorf("event %d of %d: %w", k, total, err)
+			}
+			if err := handle(k, ev); err != nil {
+				return res, err
+			}
+			k++
+			if k == total {
+				break
+			}
+			begin(k)
+		}
+		if k < total {
+			return res, fmt.Errorf("Events ended after %d of %d events (no event within %v)", k, total, timeout)
+		}
+	} else {
+		for k := 0; k < total; k++ {
+			begin(k)
+			ev, err := cons.Pull().Wait(timeout)
+			if err != nil {
+				return res, fmt.Errorf("pull %d of %d: %w", k, total, err)
+			}
+			if err := handle(k, ev); err != nil {
+				return res, err
+			}
 		}
 	}
 	res.End = mono()

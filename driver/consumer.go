@@ -373,7 +373,6 @@ func (c *consumer) PullBatch(dst []diaspora.Event, timeout time.Duration) (int, 
 	}
 	for n < len(dst) && c.readyAt < len(c.ready) {
 		dst[n] = c.ready[c.readyAt]
-		c.ready[c.readyAt] = diaspora.Event{}
 		c.readyAt++
 		n++
 	}
@@ -431,8 +430,9 @@ const (
 // after it; c.mu is held.
 func (c *consumer) takeReady() (diaspora.Event, error, bool) {
 	if c.readyAt < len(c.ready) {
+		// The slot is not cleared (one pointer write fewer per event): the
+		// next pass overwrites it, so at most a batch stays referenced.
 		ev := c.ready[c.readyAt]
-		c.ready[c.readyAt] = diaspora.Event{}
 		c.readyAt++
 		return ev, nil, true
 	}
@@ -771,7 +771,6 @@ func (cp *consumerPartition) build(id uint64, meta, data []byte, fromLog bool) (
 		ev.md = md
 		if len(data) > 0 {
 			ev.seg[0] = data[:len(data):len(data)]
-			ev.data = ev.seg[:1]
 		}
 		return ev, nil
 	}
@@ -789,7 +788,6 @@ func (cp *consumerPartition) build(id uint64, meta, data []byte, fromLog bool) (
 		ev := c.newEvent()
 		ev.md = md
 		ev.seg[0] = data[:len(data):len(data)]
-		ev.data = ev.seg[:1]
 		return ev, nil
 	}
 	view, err := cp.selectData(md, sel, data, fromLog)
@@ -797,7 +795,7 @@ func (cp *consumerPartition) build(id uint64, meta, data []byte, fromLog bool) (
 		return nil, err
 	}
 	ev := c.newEvent()
-	ev.md, ev.data = md, view
+	ev.md, ev.views = md, view
 	return ev, nil
 }
 
@@ -1008,18 +1006,24 @@ func (cp *consumerPartition) close() (err error) {
 	return cp.rd.Close()
 }
 
-// event is a delivered event.
+// event is a delivered event. Its data is seg[0] when it is one piece in
+// place (no DataView to write per event), else views.
 type event struct {
-	id   uint64
-	md   diaspora.Metadata
-	data diaspora.DataView
-	seg  [1][]byte // backs data when it is one segment
-	cp   *consumerPartition
-	end  uint64
+	id    uint64
+	md    diaspora.Metadata
+	seg   [1][]byte
+	views diaspora.DataView
+	cp    *consumerPartition
+	end   uint64
 }
 
 func (e *event) Metadata() diaspora.Metadata { return e.md }
-func (e *event) Data() diaspora.DataView     { return e.data }
+func (e *event) Data() diaspora.DataView {
+	if e.seg[0] != nil {
+		return e.seg[:]
+	}
+	return e.views
+}
 func (e *event) ID() diaspora.EventID        { return e.id }
 
 func (e *event) Partition() diaspora.PartitionInfo {
