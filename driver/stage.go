@@ -30,8 +30,9 @@ const (
 	directGap = 2 * time.Microsecond
 	// linger bounds how long a staged event waits for its batch to fill;
 	// pushes check it every lingerCheck events, and the producer's linger
-	// goroutine flushes a stage nobody pushes to any more.
-	linger      = 20 * time.Microsecond
+	// goroutine flushes a stage nobody pushes to any more (its sleeps last
+	// longer than linger: a timer here fires after 50 µs to 1 ms).
+	linger      = 5 * time.Microsecond
 	lingerCheck = 8
 	// An adaptive stage is written at stageEvents events or stageBytes
 	// bytes of records; events of stageDirect bytes or more are written
@@ -225,10 +226,15 @@ func (pp *producerPartition) pushStaged(md diaspora.Metadata, data diaspora.Data
 		full = n >= int(pp.p.batch) || pp.stage.Bytes() >= maxRec/2
 	} else {
 		full = n >= stageEvents || pp.stage.Bytes() >= min(stageBytes, maxRec/2)
-		if !full && n%lingerCheck == 0 {
+		if !full && (n < lingerCheck || n%lingerCheck == 0) {
+			// A stream that paused (this push came directGap after the
+			// last) writes now: its events would otherwise wait for pushes
+			// that come slowly. Past the first few events of a batch the
+			// clock is read every lingerCheck pushes only.
 			now := monoNow()
+			paused := now-pp.lastPush > int64(directGap)
 			pp.lastPush = now
-			full = now-pp.stageStart >= int64(linger)
+			full = paused || now-pp.stageStart >= int64(linger)
 		}
 	}
 	switch {

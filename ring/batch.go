@@ -19,6 +19,10 @@ type Batch struct {
 
 var zeroHeader [RecHeaderSize + RecordAlign]byte
 
+// batchCopied, when set (by tests), runs between a batch's copy and its
+// commit: where a producer killed mid-batch stops.
+var batchCopied func()
+
 // Len returns the number of records in the batch.
 func (b *Batch) Len() int { return len(b.sizes) }
 
@@ -104,6 +108,9 @@ func (r *Ring) WriteBatch(b *Batch, timeout time.Duration, claimed func(lastID u
 	}
 	off := int(pos & r.mask)
 	copy(r.data[off+16:off+int(L)], buf[16:])
+	if batchCopied != nil {
+		batchCopied()
+	}
 	recLen0 := uint64(RecHeaderSize + b.sizes[0].Meta + b.sizes[0].Data)
 	if !cas16(r.data, off, pos|StateClaimed, L|uint64(pid)<<32, pos|StateCommitted, L|recLen0<<32) {
 		return 0, 0, fmt.Errorf("%w: commit at position %d in %s: a reader gave the claim up after the claim timeout %v, and the space may hold other events now",

@@ -122,6 +122,12 @@ func roleBenchSock() {
 }
 
 func benchStream(b *testing.B, size, batch, capacity int) {
+	benchStreamVia(b, size, batch, capacity, false)
+}
+
+// benchStreamVia streams records to a reader process, written by Claim and
+// a copy per record, or (viaBatch) by WriteBatch.
+func benchStreamVia(b *testing.B, size, batch, capacity int, viaBatch bool) {
 	r, dir, name := benchRing(b, capacity)
 	cp := os.Getenv("RING_BENCH_READ")
 	if cp == "" {
@@ -137,6 +143,7 @@ func benchStream(b *testing.B, size, batch, capacity int) {
 		sz[i] = RecordSize{Data: size}
 	}
 	var c Claim
+	var bt Batch
 	// One copy() of >= 1 MiB takes memmove's non-temporal path and sends the
 	// record to DRAM; 256 KiB pieces keep it in cache for the reader.
 	chunk := 256 << 10
@@ -147,6 +154,23 @@ func benchStream(b *testing.B, size, batch, capacity int) {
 	b.ResetTimer()
 	for n := 0; n < b.N; {
 		k := min(batch, b.N-n)
+		if viaBatch {
+			// Built in our memory as the driver's stage does, then one
+			// claim, one copy, one commit.
+			bt.Reset()
+			for range k {
+				buf := bt.Begin()
+				buf = append(buf, src...)
+				if err := bt.End(buf, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, _, err := r.WriteBatch(&bt, 30*time.Second, nil); err != nil {
+				b.Fatal(err)
+			}
+			n += k
+			continue
+		}
 		if err := r.Claim(&c, sz[:k], 30*time.Second); err != nil {
 			b.Fatal(err)
 		}
@@ -213,6 +237,7 @@ func benchCopy(b *testing.B, size int) {
 }
 
 func BenchmarkStream64Ring(b *testing.B)   { benchStream(b, 64, 64, 1<<20) }
+func BenchmarkStream64Batch(b *testing.B)  { benchStreamVia(b, 64, 64, 1<<20, true) }
 func BenchmarkStream64Socket(b *testing.B) { benchSock(b, 64, 64*64) }
 func BenchmarkStream64Copy(b *testing.B)   { benchCopy(b, 64) }
 func BenchmarkStream1MRing(b *testing.B)   { benchStream(b, 1<<20, 1, 8<<20) }

@@ -24,6 +24,7 @@ var roles = map[string]func(){
 	"reader":     roleReader,
 	"holdreader": roleHoldReader,
 	"claimhang":  roleClaimHang,
+	"batchhang":  roleBatchHang,
 	"benchread":  roleBenchRead,
 	"benchsock":  roleBenchSock,
 	"pong":       rolePong,
@@ -108,6 +109,27 @@ func roleHoldReader() {
 	}
 	fmt.Println("ready")
 	time.Sleep(time.Hour)
+}
+
+// roleBatchHang writes a batch of 20 records up to its commit, says
+// ready, and never commits.
+func roleBatchHang() {
+	r := openArg()
+	var b Batch
+	for i := range 20 {
+		buf := b.Begin()
+		buf = append(buf, fmt.Appendf(nil, `{"hang":%d}`, i)...)
+		buf = append(buf, make([]byte, 100+i)...)
+		if err := b.End(buf, len(fmt.Sprintf(`{"hang":%d}`, i))); err != nil {
+			die("batch: %v", err)
+		}
+	}
+	batchCopied = func() {
+		fmt.Println("ready")
+		time.Sleep(time.Hour)
+	}
+	r.WriteBatch(&b, time.Second, nil)
+	die("the batch was committed")
 }
 
 // roleClaimHang claims one record, says ready, and never commits.

@@ -95,7 +95,14 @@ func runFaultChild(role string) int {
 		window := envInt("DSHM_WINDOW", 16)
 		pause := time.Duration(envInt("DSHM_PAUSE_US", 2000)) * time.Microsecond
 		maxPush := envInt("DSHM_MAX", 0)
-		p, err := th.Producer(name)
+		// DSHM_BATCH: the producer's BatchSize (default adaptive);
+		// DSHM_CLAIM_EVERY: every so many events go through Claim.
+		claimEvery := envInt("DSHM_CLAIM_EVERY", 0)
+		batch := diaspora.AdaptiveBatchSize
+		if b := envInt("DSHM_BATCH", 0); b > 0 {
+			batch = diaspora.BatchSize(b)
+		}
+		p, err := th.Producer(name, batch)
 		if err != nil {
 			say("error %v", err)
 			return 2
@@ -109,7 +116,12 @@ func runFaultChild(role string) int {
 			var win []pending
 			for k := 0; k < window && (maxPush == 0 || seq < maxPush); k++ {
 				part := seq % npart
-				f := p.PushTo(part, payloadMeta(name, inc, seq), diaspora.DataView{payload(name, inc, seq)})
+				var f diaspora.Future[diaspora.EventID]
+				if claimEvery > 0 && seq%claimEvery == claimEvery-1 {
+					f = claimEvent(p, part, name, inc, seq)
+				} else {
+					f = p.PushTo(part, payloadMeta(name, inc, seq), diaspora.DataView{payload(name, inc, seq)})
+				}
 				win = append(win, pending{seq, part, f})
 				seq++
 			}
@@ -195,6 +207,17 @@ func runFaultChild(role string) int {
 		return 2
 	}
 	return 0
+}
+
+// claimEvent writes event seq with Claim and Commit, in place.
+func claimEvent(p diaspora.Producer, part int, name string, inc, seq int) diaspora.Future[diaspora.EventID] {
+	data := payload(name, inc, seq)
+	c, err := p.ClaimTo(part, payloadMeta(name, inc, seq), len(data))
+	if err != nil {
+		return diaspora.ReadyFuture[diaspora.EventID](0, err)
+	}
+	copy(c.Bytes(), data)
+	return c.Commit()
 }
 
 func orDash(s string) string {
