@@ -53,15 +53,15 @@ type consumer struct {
 	// raw holds, for a consumer with a DataAllocator, records read from
 	// the ring in one pass and built only when a Pull hands them out (the
 	// allocator may give one buffer to every event); they come after ready.
-	raw   []rawEntry
-	rawAt int
-	perFill  int            // the most events one pass delivers
-	waiting  []*ring.Reader // scratch for WaitAny
-	peek     diaspora.Event // fetched by a future's Completed, for the next Wait
-	peekErr  error
-	peeked   bool
-	rr       int // round robin over parts
-	closed   atomic.Bool
+	raw     []rawEntry
+	rawAt   int
+	perFill int            // the most events one pass delivers
+	waiting []*ring.Reader // scratch for WaitAny
+	peek    diaspora.Event // fetched by a future's Completed, for the next Wait
+	peekErr error
+	peeked  bool
+	rr      int // round robin over parts
+	closed  atomic.Bool
 
 	syncStop, syncDone chan struct{} // the background sync of positions
 }
@@ -1024,7 +1024,7 @@ func (e *event) Data() diaspora.DataView {
 	}
 	return e.views
 }
-func (e *event) ID() diaspora.EventID        { return e.id }
+func (e *event) ID() diaspora.EventID { return e.id }
 
 func (e *event) Partition() diaspora.PartitionInfo {
 	if e.cp == nil {
