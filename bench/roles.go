@@ -496,7 +496,7 @@ func runConsumer(cfg ConsumerConfig) (res ConsumerResult, err error) {
 			begin(k)
 		}
 		if k < total {
-			return res, fmt.Errorf("Events ended after %d of %d events (no event within %v)", k, total, timeout)
+			return res, fmt.Errorf("the Events loop ended after %d of %d events (no event within %v)", k, total, timeout)
 		}
 	} else {
 		for k := 0; k < total; k++ {

@@ -39,6 +39,13 @@ func exercise(t *testing.T, r *Ring) {
 	if r.Claim(&c, []RecordSize{{Meta: 3, Data: 40}}, 0) == nil {
 		c.Commit()
 	}
+	var b Batch
+	for range 2 {
+		buf := b.Begin()
+		buf = append(buf, "{}abc"...)
+		b.End(buf, 2)
+	}
+	r.WriteBatch(&b, 0, nil)
 	rd.Close()
 	r.ReclaimDead()
 }
@@ -52,6 +59,14 @@ func ringTemplate(t testing.TB, dir string) []byte {
 	var c Claim
 	push(r, &c, []RecordSize{{Meta: 5, Data: 20}, {Data: 100}}, 0, 0, 0)
 	push(r, &c, []RecordSize{{Meta: 1, Data: 30}}, 0, 2, 0)
+	var bt Batch // records written as the driver's stage writes them
+	for i := range 3 {
+		buf := bt.Begin()
+		buf = append(buf, `{"b":1}`...)
+		buf = append(buf, make([]byte, 10*i)...)
+		bt.End(buf, 7)
+	}
+	r.WriteBatch(&bt, 0, nil)
 	rd.Close()
 	r.Close()
 	b, err := os.ReadFile(filepath.Join(dir, "tmpl"))
