@@ -159,6 +159,7 @@ func pairCmd(args []string) error {
 	fs.Float64Var(&opt.Scale, "scale", 1, "multiply the number of events")
 	noLat := fs.Bool("no-latency", false, "skip the paced latency runs")
 	fs.IntVar(&opt.Long, "long", -1, "events of the consumer-memory run (default 10M; quick: 0, none)")
+	fs.BoolVar(&opt.Quad, "quad", true, "run the 2x2 case: 4 partitions, 2 producer processes -> 2 consumer processes")
 	fs.IntVar(&opt.AckEvery, "ack-every", 4096, "consumers acknowledge every this many events")
 	fs.StringVar(&opt.RingSize, "ring-size", "64MiB", "ring size of the topics")
 	fs.StringVar(&opt.Out, "out", "", "directory of the JSON and PNG (default: $TMPDIR/diaspora-bench for --quick, else bench/results when run from the module root, else .)")

@@ -65,6 +65,7 @@ type PairOptions struct {
 	Scale      float64
 	Latency    bool
 	Long       int // events of the consumer-memory run; 0: none
+	Quad       bool // run the 2×2 case (4 partitions, 2 producers → 2 consumers)
 	AckEvery   int
 	RingSize   string
 	Out        string
@@ -495,6 +496,7 @@ type Report struct {
 	Config   any           `json:"config"`
 	Cases    []*caseResult `json:"cases"`
 	Long     []LongRun     `json:"long_runs,omitempty"`
+	Quad     *QuadRun      `json:"quad,omitempty"`
 	Targets  []Target      `json:"targets"`
 	Seconds  float64       `json:"wall_seconds"`
 	Warnings []string      `json:"warnings,omitempty"`
@@ -661,9 +663,126 @@ func runPair(opt PairOptions) (*Report, error) {
 			rep.Long = append(rep.Long, lr)
 		}
 	}
+	if opt.Quad && (filter == nil || filter.MatchString(quadName)) {
+		r.progress.step(quadName)
+		q := &QuadRun{Size: 64}
+		n := 2_000_000
+		if opt.Quick {
+			n = 500_000
+		}
+		n = max(int(float64(n)*opt.Scale), 1000)
+		for rep := 0; rep < opt.Reps; rep++ {
+			qr, err := r.runQuad(q.Size, n)
+			if err != nil {
+				q.Errors = append(q.Errors, err.Error())
+				continue
+			}
+			q.Runs = append(q.Runs, qr)
+		}
+		var p0, p1, agg []float64
+		for _, qr := range q.Runs {
+			p0, p1, agg = append(p0, qr.PairEvSec[0]), append(p1, qr.PairEvSec[1]), append(agg, qr.AggregateEvSec)
+		}
+		q.PairEvSec = [2]float64{median(p0), median(p1)}
+		q.AggregateEvSec = median(agg)
+		rep.Quad = q
+	}
 	rep.Targets = evaluateTargets(rep)
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
+}
+
+const quadName = "64B shm none 4 partitions, 2 producers → 2 consumers"
+
+// QuadRun is the 2×2 case: a topic of 4 partitions, producer process i
+// pushing to partitions 2i and 2i+1 and consumer process i reading them
+// (zero copy), both pairs at once: four processes on the node's cores.
+type QuadRun struct {
+	Size           int          `json:"size"`
+	Runs           []quadFigure `json:"runs"`
+	PairEvSec      [2]float64   `json:"pair_events_per_s"` // medians
+	AggregateEvSec float64      `json:"aggregate_events_per_s"`
+	Errors         []string     `json:"errors,omitempty"`
+}
+
+type quadFigure struct {
+	PairEvSec      [2]float64 `json:"pair_events_per_s"`
+	AggregateEvSec float64    `json:"aggregate_events_per_s"` // all events over the span from the first start to the last end
+}
+
+func (r *pairRunner) runQuad(size, n int) (quadFigure, error) {
+	var q quadFigure
+	shmDir, err := os.MkdirTemp(shmBase(), "diaspora-bench-shm-")
+	if err != nil {
+		return q, err
+	}
+	defer os.RemoveAll(shmDir)
+	rootDir, err := os.MkdirTemp(shmBase(), "diaspora-bench-root-")
+	if err != nil {
+		return q, err
+	}
+	defer os.RemoveAll(rootDir)
+	drvCfg, _ := json.Marshal(map[string]string{"root_path": rootDir, "shm_path": shmDir})
+	d, err := diaspora.NewDriver("shm", diaspora.MustMetadata(string(drvCfg)))
+	if err != nil {
+		return q, err
+	}
+	err = d.CreateTopic("quad", diaspora.MustMetadata(fmt.Sprintf(`{"num_partitions":4,"ring_size":%q,"durability":"none"}`, r.opt.RingSize)))
+	d.Close()
+	if err != nil {
+		return q, err
+	}
+	warm := min(n/10, 100_000)
+	var cons, prods [2]*child
+	for i := range 2 {
+		c, err := r.spawn("consumer", ConsumerConfig{
+			Driver: "shm", DriverConfig: string(drvCfg), Topic: "quad", Name: fmt.Sprintf("c%d", i), N: n, Warm: warm,
+			Mode: "zerocopy", AckEvery: r.ackEvery(Case{Kind: "shm", Size: size, Consumer: "zerocopy"}), Ready: true, Timeout: "60s",
+			DataSizeHint: size, Targets: []int{2 * i, 2*i + 1},
+		}, nil)
+		if err != nil {
+			return q, err
+		}
+		defer c.kill()
+		if err := c.waitReady(); err != nil {
+			return q, err
+		}
+		cons[i] = c
+	}
+	for i := range 2 {
+		p, err := r.spawn("producer", ProducerConfig{
+			Driver: "shm", DriverConfig: string(drvCfg), Topic: "quad", N: n, Warm: warm, DataSize: size,
+			Window: window(size, r.ringBytes()), Partitions: []int{2 * i, 2*i + 1},
+		}, nil)
+		if err != nil {
+			return q, err
+		}
+		defer p.kill()
+		prods[i] = p
+	}
+	var first, last int64
+	for i := range 2 {
+		var pr ProducerResult
+		if err := prods[i].wait(&pr); err != nil {
+			return q, err
+		}
+		var cr ConsumerResult
+		if err := cons[i].wait(&cr); err != nil {
+			return q, err
+		}
+		if cr.OutOfOrder > 0 {
+			return q, fmt.Errorf("consumer %d: %d events out of order", i, cr.OutOfOrder)
+		}
+		q.PairEvSec[i] = cr.EventsSec
+		if first == 0 || cr.Start < first {
+			first = cr.Start
+		}
+		last = max(last, cr.End)
+	}
+	if last > first {
+		q.AggregateEvSec = float64(2*n) / (float64(last-first) / 1e9)
+	}
+	return q, nil
 }
 
 func readTrim(path string) (string, error) {

@@ -176,6 +176,17 @@ func printTable(w io.Writer, rep *Report) {
 				l.Case.Label(), l.N, fmtRate(l.EventsSec), float64(l.RSSAt1M)/(1<<20), float64(l.RSSEnd)/(1<<20), l.Error)
 		}
 	}
+	if q := rep.Quad; q != nil {
+		fmt.Fprintf(w, "\n%s (zero copy, medians of %d): pair 1 %s events/s, pair 2 %s events/s, aggregate %s events/s",
+			quadName, len(q.Runs), fmtRate(q.PairEvSec[0]), fmtRate(q.PairEvSec[1]), fmtRate(q.AggregateEvSec))
+		if u := findCase(rep, Case{Kind: "unix", Size: 64}); u != nil && u.EventsSec > 0 {
+			fmt.Fprintf(w, " (%.2fx the one-pair Unix socket)", q.AggregateEvSec/u.EventsSec)
+		}
+		if len(q.Errors) > 0 {
+			fmt.Fprintf(w, "  ERR: %s", q.Errors[0])
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintln(w, "\ntargets:")
 	for _, t := range rep.Targets {
 		fmt.Fprintf(w, "  %-13s %-58s want %-28s got %s\n", "["+t.Status+"]", t.Name, t.Want, t.Got)

@@ -72,6 +72,7 @@ type ProducerConfig struct {
 	Claim         bool   `json:"claim"`
 	PaceNS        int64  `json:"pace_ns"` // > 0: one event every PaceNS, each stamped
 	CPUProfile    string `json:"cpuprofile,omitempty"`
+	Partitions    []int  `json:"partitions,omitempty"` // push to these in turn (PushTo); none: the selector's choice
 }
 
 // ProducerResult is what a producer reports.
@@ -235,7 +236,11 @@ func runProducer(cfg ProducerConfig) (res ProducerResult, err error) {
 			copy(c.Bytes(), buf)
 			futs[slot] = c.Commit()
 		} else {
-			futs[slot] = prod.Push(md, views[slot])
+			if len(cfg.Partitions) > 0 {
+				futs[slot] = prod.PushTo(cfg.Partitions[i%len(cfg.Partitions)], md, views[slot])
+			} else {
+				futs[slot] = prod.Push(md, views[slot])
+			}
 		}
 		if cfg.FlushInterval > 0 && (i+1)%cfg.FlushInterval == 0 {
 			if _, err := prod.Flush().Wait(-1); err != nil {
@@ -281,6 +286,7 @@ type ConsumerConfig struct {
 	CPUProfile   string  `json:"cpuprofile,omitempty"`
 	DataSizeHint int     `json:"data_size_hint"`
 	LocalClock   bool    `json:"local_clock"` // time from this process's first pull, not the producer's stamp
+	Targets      []int   `json:"targets,omitempty"` // the partitions to read; none: all
 }
 
 // ConsumerResult is what a consumer reports.
@@ -398,6 +404,9 @@ func runConsumer(cfg ConsumerConfig) (res ConsumerResult, err error) {
 		default:
 			return res, fmt.Errorf("unknown consumer mode %q", cfg.Mode)
 		}
+	}
+	if len(cfg.Targets) > 0 {
+		args = append(args, diaspora.Targets(cfg.Targets))
 	}
 	name := cfg.Name
 	if name == "" {
