@@ -64,7 +64,7 @@ type PairOptions struct {
 	Reps       int
 	Scale      float64
 	Latency    bool
-	Long       int // events of the consumer-memory run; 0: none
+	Long       int  // events of the consumer-memory run; 0: none
 	Quad       bool // run the 2×2 case (4 partitions, 2 producers → 2 consumers)
 	AckEvery   int
 	RingSize   string

@@ -285,7 +285,7 @@ type ConsumerConfig struct {
 	Timeout      string  `json:"timeout,omitempty"`
 	CPUProfile   string  `json:"cpuprofile,omitempty"`
 	DataSizeHint int     `json:"data_size_hint"`
-	LocalClock   bool    `json:"local_clock"` // time from this process's first pull, not the producer's stamp
+	LocalClock   bool    `json:"local_clock"`       // time from this process's first pull, not the producer's stamp
 	Targets      []int   `json:"targets,omitempty"` // the partitions to read; none: all
 }
 
