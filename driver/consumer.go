@@ -53,8 +53,10 @@ type consumer struct {
 	// raw holds, for a consumer with a DataAllocator, records read from
 	// the ring in one pass and built only when a Pull hands them out (the
 	// allocator may give one buffer to every event); they come after ready.
-	raw     []rawEntry
+	raw     []ring.Entry       // c.entries[:n] of the last pass
+	rawCP   *consumerPartition // whose records raw holds
 	rawAt   int
+	entries []ring.Entry   // scratch of a pass: the records NextBatch read
 	perFill int            // the most events one pass delivers
 	waiting []*ring.Reader // scratch for WaitAny
 	peek    diaspora.Event // fetched by a future's Completed, for the next Wait
@@ -89,12 +91,6 @@ type consumerPartition struct {
 	lock       io.Closer   // the ring's lock of the name: one cursor per name
 	pos        *segment.PositionMap
 	posErr     error // why pos could not be opened for writing (a read-only root)
-}
-
-// rawEntry is a record of cp read from the ring and not yet delivered.
-type rawEntry struct {
-	cp *consumerPartition
-	e  ring.Entry
 }
 
 // failedEntry is an event whose delivery (metadata, selector, allocator)
@@ -453,71 +449,72 @@ func (c *consumer) takeReady() (diaspora.Event, error, bool) {
 func (c *consumer) deliverRaw() (_ diaspora.Event, err error) {
 	defer debug.SetPanicOnFault(armFaults())
 	defer recoverFault(&err, c)
-	r := &c.raw[c.rawAt]
-	ev, err := r.cp.deliver(r.e.ID, r.e.Meta, r.e.Data, r.e.End, false)
+	return c.deliverRawLocked()
+}
+
+// deliverRawLocked is deliverRaw under the caller's fault guard.
+func (c *consumer) deliverRawLocked() (diaspora.Event, error) {
+	cp, e := c.rawCP, &c.raw[c.rawAt]
+	ev, err := cp.deliver(e.ID, e.Meta, e.Data, e.End, false)
 	if err != nil {
-		r.cp.redo = failedEntry{} // it is retried from raw, in its place
+		cp.redo = failedEntry{} // it is retried from raw, in its place
 		return diaspora.Event{}, err
 	}
-	c.raw[c.rawAt] = rawEntry{}
 	c.rawAt++
 	return ev, nil
 }
 
-// fill delivers up to perFill events of cp into the ready batch and
-// returns the first; ok is false when cp had none. An error after some
-// events is kept for the Pull after them. c.mu is held, and the caller's
-// fault guard covers the pass. The ring space of a copying consumer's
-// events is released by the next pass, once they were all handed out.
+// fill delivers up to perFill events of cp: it reads the records a pass
+// finds committed (ring.Reader.NextBatch, one look at the ring), delivers
+// the first, and builds the others into the ready batch (with an
+// allocator, or past a delivery that fails, they stay raw, to be built
+// when handed out). ok is false when cp had none. c.mu is held, and the
+// caller's fault guard covers the pass. The ring space of a copying
+// consumer's events is released by the next pass, once they were all
+// handed out.
 func (c *consumer) fill(cp *consumerPartition) (diaspora.Event, bool, error) {
-	ev, ok, err := cp.tryNext()
-	if err != nil || !ok {
-		return ev, ok, err
+	if cp.redo.ok || cp.log != nil {
+		return cp.tryNext() // a retry, or history from the log: one at a time
 	}
-	if c.alloc != nil {
-		c.fillRaw(cp)
-		return ev, true, nil
+	if cap(c.entries) < c.perFill {
+		c.entries = make([]ring.Entry, c.perFill)
 	}
-	c.ready, c.readyAt = c.ready[:0], 0
-	for len(c.ready) < c.perFill-1 {
-		next, ok, err := cp.tryNext()
-		if err != nil {
-			c.readyErr = err
-			break
+	n, err := cp.rd.NextBatch(c.entries[:c.perFill])
+	if errors.Is(err, ring.ErrEndOfStream) {
+		cp.ended = true
+		return diaspora.Event{}, false, nil
+	}
+	if err != nil {
+		return diaspora.Event{}, false, fmt.Errorf("consumer %q of %s: %w", c.name, cp.part, err)
+	}
+	// Records before the stored position are not ours to deliver: skip
+	// them (they come first, the IDs rising).
+	k := 0
+	for k < n && c.entries[k].ID < cp.want {
+		k++
+	}
+	c.raw, c.rawAt, c.rawCP = c.entries[k:n], 0, cp
+	if k == n {
+		if n > 0 {
+			cp.rd.Release(c.entries[n-1].End)
 		}
-		if !ok {
-			break
+		return diaspora.Event{}, false, nil
+	}
+	ev, err := c.deliverRawLocked()
+	if err != nil {
+		return diaspora.Event{}, false, err
+	}
+	if c.alloc == nil {
+		c.ready, c.readyAt = c.ready[:0], 0
+		for c.rawAt < len(c.raw) {
+			next, err := c.deliverRawLocked()
+			if err != nil {
+				break // it stays raw: its turn comes after the ready ones
+			}
+			c.ready = append(c.ready, next)
 		}
-		c.ready = append(c.ready, next)
 	}
 	return ev, true, nil
-}
-
-// fillRaw reads up to perFill-1 more records of cp into raw, to be built
-// when handed out; c.mu is held.
-func (c *consumer) fillRaw(cp *consumerPartition) {
-	if cp.log != nil || cp.redo.ok || cp.ended {
-		return // history from the log, and retries, come one at a time
-	}
-	c.raw, c.rawAt = c.raw[:0], 0
-	for len(c.raw) < c.perFill-1 {
-		e, ok, err := cp.rd.TryNext()
-		if errors.Is(err, ring.ErrEndOfStream) {
-			cp.ended = true
-			break
-		}
-		if err != nil {
-			c.readyErr = fmt.Errorf("consumer %q of %s: %w", c.name, cp.part, err)
-			break
-		}
-		if !ok {
-			break
-		}
-		if e.ID < cp.want {
-			continue
-		}
-		c.raw = append(c.raw, rawEntry{cp: cp, e: e})
-	}
 }
 
 // releaseDone lets producers reuse the space of the events a copying
@@ -968,8 +965,7 @@ func (c *consumer) Close() error {
 	defer c.mu.Unlock()
 	clear(c.ready)
 	c.ready, c.readyAt, c.readyErr = nil, 0, nil
-	clear(c.raw)
-	c.raw, c.rawAt = nil, 0
+	c.raw, c.rawAt, c.rawCP = nil, 0, nil
 	err := c.closeParts()
 	c.topic.removeClient(c)
 	return err

@@ -188,3 +188,42 @@ func TestProducerKilledMidBatch(t *testing.T) {
 		t.Fatalf("want the record after the dead batch (seq 2, ID 21: the batch took 1..20), got seq %d ID %d %v", seq, e.ID, err)
 	}
 }
+
+// NextBatch reads what is committed, up to its room, in order, and says
+// the end of the stream only after the last records.
+func TestNextBatch(t *testing.T) {
+	r := newTestRing(t, Options{Capacity: 64 << 10})
+	rd, err := r.Attach("r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	dst := make([]Entry, 8)
+	if n, err := rd.NextBatch(dst); n != 0 || err != nil {
+		t.Fatalf("empty ring: %d, %v", n, err)
+	}
+	var b Batch
+	for i := range 11 {
+		appendRecord(t, &b, []byte("{}"), []byte{byte(i)})
+	}
+	if _, _, err := r.WriteBatch(&b, time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.MarkComplete()
+	got := 0
+	for _, want := range []int{8, 3} {
+		n, err := rd.NextBatch(dst)
+		if n != want || err != nil {
+			t.Fatalf("NextBatch: %d, %v; want %d records", n, err, want)
+		}
+		for _, e := range dst[:n] {
+			if e.ID != uint64(got) || e.Data[0] != byte(got) {
+				t.Fatalf("record %d: ID %d data %v", got, e.ID, e.Data)
+			}
+			got++
+		}
+	}
+	if n, err := rd.NextBatch(dst); n != 0 || !errors.Is(err, ErrEndOfStream) {
+		t.Fatalf("after the last record of a complete ring: %d, %v", n, err)
+	}
+}

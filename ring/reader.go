@@ -423,6 +423,36 @@ func (rd *Reader) TryNext() (Entry, bool, error) {
 	return e, st == stGot, nil
 }
 
+// NextBatch fills dst with the records committed from the reader's
+// position on, up to len(dst) of them, without waiting: every record of a
+// batch a producer committed at once is there (one commit publishes the
+// batch), and the tail is loaded only to find the end. It returns how
+// many it read; an error (ErrEndOfStream once the ring is complete and all
+// is read) comes only with 0 records.
+func (rd *Reader) NextBatch(dst []Entry) (int, error) {
+	if rd.closed || rd.r.closed.Load() {
+		return 0, ErrClosed
+	}
+	n := 0
+	for n < len(dst) {
+		e, st, err := rd.step()
+		if err != nil {
+			if n > 0 {
+				// The position did not move: the next call meets the
+				// error (or the end of the stream) again, after these.
+				return n, nil
+			}
+			return 0, err
+		}
+		if st != stGot {
+			break
+		}
+		dst[n] = e
+		n++
+	}
+	return n, nil
+}
+
 // Next returns the next record, waiting at most timeout (timeout < 0: no
 // limit): it polls for the spin time, then sleeps on the ring's futex.
 // It returns ErrEndOfStream once the ring is complete and all is read.
