@@ -3,11 +3,14 @@ package main
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"golang.org/x/sys/unix"
 )
 
 // The baselines move the same events (same sizes, same 16-byte header, the
@@ -17,8 +20,11 @@ import (
 //     reads them through a 64 KiB bufio.Reader into one reused buffer.
 //   - "chan": a goroutine sends batches of events ([]byte spans of the arena)
 //     over a buffered channel; the receiving goroutine copies each event out.
-//   - "copy": copy() of each event from a 64 MiB source into one destination
-//     buffer, in one goroutine: the memory-bandwidth bound.
+//   - "copy": copy() of each event from a 64 MiB source into the next slot of
+//     a ring-sized destination, in one goroutine: the memory work of a
+//     producer that copies each event into a ring once.
+//   - "disk": writes of the events to a file where durable topics keep their
+//     logs, fdatasync'd at the archiver's interval: the bound of durable rows.
 
 // StreamConfig drives the writer child of the unix and pipe baselines. The
 // stream is inherited as file descriptor 3.
@@ -239,28 +245,37 @@ func runChan(n, warm, size, batch, window int, paceNS int64) (ConsumerResult, er
 	return res, nil
 }
 
-// copySource is the 64 MiB source of the copy() baseline, allocated and
-// faulted in once.
-var copySource []byte
+// copySource is the 64 MiB source of the copy() baseline, and copyDest
+// its ring-sized destination, allocated and faulted in once.
+var copySource, copyDest []byte
 
 // runCopy copies n events of size bytes, each from the next slot of a 64 MiB
-// source (so a 1 MiB event is not cache-resident), into one destination.
-func runCopy(n, warm, size int) ConsumerResult {
+// source (so a 1 MiB event is not cache-resident) into the next slot of a
+// destination as large as the topics' rings: the memory work of a producer
+// that copies each event into a ring once, and nothing else.
+func runCopy(n, warm, size, ringBytes int) ConsumerResult {
 	if copySource == nil {
 		copySource = make([]byte, 64<<20)
 		for i := range copySource {
 			copySource[i] = byte(i*7 + 1)
 		}
 	}
+	if len(copyDest) != max(ringBytes, size) {
+		copyDest = make([]byte, max(ringBytes, size))
+		for i := 0; i < len(copyDest); i += 4096 {
+			copyDest[i] = 1
+		}
+	}
 	slots := max(len(copySource)/size, 1)
-	dst := make([]byte, size)
+	dslots := max(len(copyDest)/size, 1)
 	var res ConsumerResult
 	var sum uint64
 	for k := 0; k < warm+n; k++ {
 		if k == warm {
 			res.Start = mono()
 		}
-		s := k % slots
+		s, d := k%slots, k%dslots
+		dst := copyDest[d*size : (d+1)*size]
 		copy(dst, copySource[s*size:(s+1)*size])
 		sum += uint64(dst[size-1])
 		if k >= warm {
@@ -270,4 +285,78 @@ func runCopy(n, warm, size int) ConsumerResult {
 	res.End = mono()
 	res.finish(n, sum, nil)
 	return res
+}
+
+// errNoLatency: a baseline without a latency run.
+var errNoLatency = errors.New("no latency run for this baseline")
+
+// diskSync is the archiver's fsync interval (segment.Options.SyncInterval).
+const diskSync = 100 * time.Millisecond
+
+// runDisk writes n events of size bytes after warm ones to a new file in
+// dir (where durable topics keep their logs in this benchmark), with an
+// fdatasync every diskSync and one at the end, as the archiver of an async
+// topic does: what the disk can take, the bound of durable rows. Events
+// below 64 KiB go through a 1 MiB buffer (the archiver writes batches of
+// them), larger ones with a write each.
+func runDisk(n, warm, size int, dir string) (ConsumerResult, error) {
+	var res ConsumerResult
+	// A few seconds of the disk at most: 256 MiB, the warm-up 16 MiB.
+	n = min(n, max((256<<20)/size, 64))
+	warm = min(warm, max((16<<20)/size, 4))
+	if copySource == nil {
+		copySource = make([]byte, 64<<20)
+		for i := range copySource {
+			copySource[i] = byte(i*7 + 1)
+		}
+	}
+	f, err := os.CreateTemp(dir, "diaspora-bench-disk-")
+	if err != nil {
+		return res, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	var w io.Writer = f
+	var bw *bufio.Writer
+	if size < 64<<10 {
+		bw = bufio.NewWriterSize(f, 1<<20)
+		w = bw
+	}
+	slots := max(len(copySource)/size, 1)
+	lastSync := time.Now()
+	sync := func() error {
+		if bw != nil {
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+		}
+		lastSync = time.Now()
+		return unix.Fdatasync(int(f.Fd()))
+	}
+	for k := 0; k < warm+n; k++ {
+		if k == warm {
+			if err := sync(); err != nil {
+				return res, err
+			}
+			res.Start = mono()
+		}
+		s := k % slots
+		if _, err := w.Write(copySource[s*size : (s+1)*size]); err != nil {
+			return res, err
+		}
+		if k >= warm {
+			res.Bytes += int64(size)
+		}
+		if k%64 == 0 && time.Since(lastSync) >= diskSync {
+			if err := sync(); err != nil {
+				return res, err
+			}
+		}
+	}
+	if err := sync(); err != nil {
+		return res, err
+	}
+	res.End = mono()
+	res.finish(n, 0, nil)
+	return res, nil
 }

@@ -132,6 +132,13 @@ func defaultDurability(quick bool) []string {
 func casesFor(size int, durs []string) []Case {
 	cs := []Case{{Kind: "copy", Size: size}, {Kind: "chan", Size: size}, {Kind: "unix", Size: size}, {Kind: "pipe", Size: size}}
 	for _, d := range durs {
+		if d != "none" {
+			// What the disk under the log does: durable rows read against it.
+			cs = append(cs, Case{Kind: "disk", Size: size})
+			break
+		}
+	}
+	for _, d := range durs {
 		for _, cm := range []string{"copy", "zerocopy"} {
 			cs = append(cs, Case{Kind: "shm", Size: size, Durability: d, Producer: "push", Consumer: cm})
 		}
@@ -230,7 +237,7 @@ func (r *pairRunner) latencySamples(c Case) int {
 func (r *pairRunner) measure(c Case, n, warm int, pace int64, tag string) (ConsumerResult, ProducerResult, error) {
 	switch c.Kind {
 	case "copy":
-		return runCopy(n, warm, c.Size), ProducerResult{}, nil
+		return runCopy(n, warm, c.Size, r.ringBytes()), ProducerResult{}, nil
 	case "chan":
 		cr, err := runChan(n, warm, c.Size, max(batchFor(c), 1), window(c.Size, r.ringBytes()), pace)
 		return cr, ProducerResult{}, err
@@ -238,6 +245,12 @@ func (r *pairRunner) measure(c Case, n, warm int, pace int64, tag string) (Consu
 		return r.runStream(c, StreamConfig{N: n, Warm: warm, DataSize: c.Size, Window: window(c.Size, r.ringBytes()), PaceNS: pace})
 	case "shm":
 		return r.runShm(c, n, warm, pace, tag)
+	case "disk":
+		if pace > 0 {
+			return ConsumerResult{}, ProducerResult{}, errNoLatency
+		}
+		cr, err := runDisk(n, warm, c.Size, os.TempDir())
+		return cr, ProducerResult{}, err
 	}
 	return ConsumerResult{}, ProducerResult{}, fmt.Errorf("unknown case kind %q", c.Kind)
 }
@@ -552,14 +565,14 @@ func runPair(opt PairOptions) (*Report, error) {
 	steps := len(cases) * opt.Reps
 	if opt.Events == 0 {
 		for _, c := range cases {
-			if c.Kind != "copy" && c.Kind != "chan" {
+			if c.Kind != "copy" && c.Kind != "chan" && c.Kind != "disk" {
 				steps++
 			}
 		}
 	}
 	if opt.Latency {
 		for _, c := range cases {
-			if c.Kind != "copy" {
+			if c.Kind != "copy" && c.Kind != "disk" {
 				steps += opt.Reps
 			}
 		}
@@ -579,7 +592,7 @@ func runPair(opt PairOptions) (*Report, error) {
 			target = 0.4
 		}
 		for _, cr := range cases {
-			if cr.Kind == "copy" || cr.Kind == "chan" {
+			if cr.Kind == "copy" || cr.Kind == "chan" || cr.Kind == "disk" {
 				continue
 			}
 			r.progress.step("pilot " + cr.Name)
@@ -619,7 +632,7 @@ func runPair(opt PairOptions) (*Report, error) {
 			continue
 		}
 		for _, cr := range cases {
-			if cr.Kind == "copy" {
+			if cr.Kind == "copy" || cr.Kind == "disk" {
 				continue
 			}
 			r.progress.step(fmt.Sprintf("rep %d/%d latency %s", rep+1, opt.Reps, cr.Name))

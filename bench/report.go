@@ -99,6 +99,16 @@ func evaluateTargets(rep *Report) []Target {
 		r := cr.EventsSec / n.EventsSec
 		ts = append(ts, Target{Name: sizeName(cr.Size) + " async/none push→" + cr.Consumer, Want: ">= 0.5", Got: fmt.Sprintf("%.2f", r), Status: status(r >= 0.5)})
 	}
+	for _, cr := range rep.Cases {
+		if cr.Kind != "shm" || cr.Durability != "async" || cr.Size < 1<<20 || len(cr.Runs) == 0 {
+			continue
+		}
+		if d := base(cr.Size, "disk"); d != nil && d.MBSec > 0 {
+			r := cr.MBSec / d.MBSec
+			ts = append(ts, Target{Name: sizeName(cr.Size) + " async push→" + cr.Consumer + " vs the disk", Want: ">= 0.8",
+				Got: fmt.Sprintf("%.2f (%.0f vs %.0f MB/s)", r, cr.MBSec, d.MBSec), Status: status(r >= 0.8)})
+		}
+	}
 	for _, cm := range []string{"copy", "zerocopy"} {
 		name := "64 B sync push→" + cm + " (group commit)"
 		if c := shm(64, "sync", "push", cm); c != nil {
@@ -137,7 +147,7 @@ func fmtRate(v float64) string {
 
 func fmtUS(ns int64) string { return fmt.Sprintf("%.2f", float64(ns)/1e3) }
 
-var baselineOrder = []string{"copy()", "chan", "unix socket", "pipe"}
+var baselineOrder = []string{"copy()", "chan", "unix socket", "pipe", "disk"}
 
 func printTable(w io.Writer, rep *Report) {
 	fmt.Fprintf(w, "diaspora-shm pair benchmark (%s) — %s, %d cores, %s, %s\n", rep.Mode, rep.Machine.CPUModel, rep.Machine.Cores, rep.Machine.Kernel, rep.Machine.GoVersion)

@@ -82,15 +82,15 @@ type consumerPartition struct {
 	// its release at once only when it frees a good part of the ring;
 	// smaller ones wait for the next Pull, which applies them first.
 	relApplied atomic.Uint64
-	ackMu      sync.Mutex
-	acked      uint64 // the stored position: next ID after the last acknowledged
-	loc        string
-	stored     bool
-	redo       failedEntry // an event whose delivery failed: delivered again first
-	relAt      uint64      // ring space a copying consumer is done with, released once per batch
-	lock       io.Closer   // the ring's lock of the name: one cursor per name
-	pos        *segment.PositionMap
-	posErr     error // why pos could not be opened for writing (a read-only root)
+	// acked is the stored position, the next ID after the last event
+	// acknowledged (0: none stored; a stored one is at least 1).
+	acked  atomic.Uint64
+	loc    string
+	redo   failedEntry // an event whose delivery failed: delivered again first
+	relAt  uint64      // ring space a copying consumer is done with, released once per batch
+	lock   io.Closer   // the ring's lock of the name: one cursor per name
+	pos    *segment.PositionMap
+	posErr error // why pos could not be opened for writing (a read-only root)
 }
 
 // failedEntry is an event whose delivery (metadata, selector, allocator)
@@ -235,7 +235,7 @@ func (c *consumer) attach(part *partition) (_ *consumerPartition, err error) {
 	cp.rd = rd
 	rd.SetSpin(0) // the consumer spins itself, over all its partitions
 	if ok {
-		cp.acked, cp.stored = next, true
+		cp.acked.Store(next)
 	} else if c.opts.Latest {
 		next = part.ring.Stats().TailID
 	}
@@ -906,9 +906,7 @@ func (cp *consumerPartition) acknowledge(id uint64, end uint64) (err error) {
 	if c.closed.Load() {
 		return fmt.Errorf("%w: consumer %q of topic %q", diaspora.ErrClosed, c.name, c.topic.name)
 	}
-	cp.ackMu.Lock()
-	defer cp.ackMu.Unlock()
-	if cp.stored && id+1 <= cp.acked {
+	if id+1 <= cp.acked.Load() {
 		return nil // already covered by a later acknowledgement
 	}
 	if cp.pos == nil {
@@ -925,7 +923,14 @@ func (cp *consumerPartition) acknowledge(id uint64, end uint64) (err error) {
 			return fmt.Errorf("consumer %q of %s: acknowledge event %d: %w", c.name, cp.part, id, err)
 		}
 	}
-	cp.acked, cp.stored = id+1, true
+	// Published once stored (and, with ack_sync, durable): an earlier
+	// event's Acknowledge that returns at once above has that promise too.
+	for {
+		cur := cp.acked.Load()
+		if id+1 <= cur || cp.acked.CompareAndSwap(cur, id+1) {
+			break
+		}
+	}
 	if c.zeroCopy && end > 0 {
 		// The reader belongs to whoever holds c.mu (a Pull); hand the
 		// release over, and apply it now if no Pull is running.

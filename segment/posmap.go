@@ -170,12 +170,18 @@ func (p *PositionMap) Store(next uint64) error {
 	if next <= p.next && p.next != 0 {
 		return nil
 	}
+	// Plain stores (an atomic store is an XCHG here): an aligned 8-byte
+	// store does not tear, and a reader of the file (the tool, the next
+	// process of this name) that finds a slot half written, by a kill or
+	// while it is written, sees its check fail and takes the other slot.
 	w := (*[2]uint64)(unsafe.Pointer(&p.b[p.slot]))
-	atomic.StoreUint64(&w[0], next)
-	atomic.StoreUint64(&w[1], next^posCheck)
+	w[0] = next
+	w[1] = next ^ posCheck
 	p.next = next
 	p.slot = posSlotA + posSlotB - p.slot
-	p.dirty.Store(true)
+	if !p.dirty.Load() {
+		p.dirty.Store(true)
+	}
 	return nil
 }
 
