@@ -347,7 +347,7 @@ func runDisk(n, warm, size int, dir string) (ConsumerResult, error) {
 		if k >= warm {
 			res.Bytes += int64(size)
 		}
-		if k%64 == 0 && time.Since(lastSync) >= diskSync {
+		if (size >= 64<<10 || k%64 == 0) && time.Since(lastSync) >= diskSync {
 			if err := sync(); err != nil {
 				return res, err
 			}
