@@ -155,15 +155,20 @@ func partitionOf(ev diaspora.Event) int {
 	return p.ID
 }
 
-// badOutput finds a panic, a fatal error or a data race in a child's stderr.
+// badOutput finds a panic, a fatal error or a data race in a child's
+// stderr, and returns the text around its first sign: where the trouble
+// began, not where a traceback of it ends.
 func badOutput(stderr string) string {
-	for _, s := range []string{"panic:", "goroutine ", "fatal error:", "WARNING: DATA RACE", "unexpected fault address", "SIGSEGV", "SIGBUS"} {
-		if i := strings.Index(stderr, s); i >= 0 {
-			end := min(len(stderr), i+1500)
-			return stderr[max(0, i-200):end]
+	first := -1
+	for _, s := range []string{"panic:", "panic during panic", "goroutine ", "fatal error:", "WARNING: DATA RACE", "unexpected fault address", "SIGSEGV", "SIGBUS", "unexpected return pc"} {
+		if i := strings.Index(stderr, s); i >= 0 && (first < 0 || i < first) {
+			first = i
 		}
 	}
-	return ""
+	if first < 0 {
+		return ""
+	}
+	return stderr[max(0, first-300):min(len(stderr), first+3000)]
 }
 
 // lockedBuffer is a child's stderr.
