@@ -55,18 +55,50 @@ func BenchmarkPush64(b *testing.B) {
 	}
 }
 
+// drainInRounds runs a consumer benchmark over events already in a 1 GiB
+// ring: it fills the ring with up to 4 M events at a time (untimed; the
+// ring holds 9 M), then times drain(n), which must take those n events and
+// acknowledge the last, and reports allocations per drained event.
+func drainInRounds(b *testing.B, p diaspora.Producer, drain func(n int)) {
+	md := diaspora.MustMetadata(`{"x":1}`)
+	data := diaspora.DataView{make([]byte, 64)}
+	b.SetBytes(64)
+	b.ReportAllocs()
+	var m0 *runtime.MemStats
+	var fillMallocs, fillBytes uint64 // of the fills after the first
+	for done := 0; done < b.N; {
+		round := min(b.N-done, 4<<20)
+		b.StopTimer()
+		before := memStats()
+		for range round {
+			p.Push(md, data)
+		}
+		if _, err := p.Flush().Wait(-1); err != nil {
+			b.Fatal(err)
+		}
+		if m0 == nil {
+			b.ResetTimer()
+			m0 = memStats()
+		} else {
+			after := memStats()
+			fillMallocs += after.Mallocs - before.Mallocs
+			fillBytes += after.TotalAlloc - before.TotalAlloc
+		}
+		b.StartTimer()
+		drain(round)
+		done += round
+	}
+	perEventBut(b, m0, fillMallocs, fillBytes)
+}
+
 // BenchmarkPull64 measures the consumer path alone over events already in
-// the ring: metadata only, copied data, and zero-copy data. The ring is
-// filled and drained in rounds of at most 4 M events (a 1 GiB ring holds 9
-// M); the fills are not timed.
+// the ring: metadata only, copied data, and zero-copy data.
 func BenchmarkPull64(b *testing.B) {
 	for _, mode := range []string{"meta", "copy", "zerocopy"} {
 		b.Run(mode, func(b *testing.B) {
 			d, _ := newDriver(b)
 			th := createTopic(b, d, "pull", `{"ring_size":"1GiB","durability":"none"}`)
 			p, _ := th.Producer("p", diaspora.BatchSize(256))
-			md := diaspora.MustMetadata(`{"x":1}`)
-			data := diaspora.DataView{make([]byte, 64)}
 			var args []diaspora.Arg
 			switch mode {
 			case "copy":
@@ -79,31 +111,9 @@ func BenchmarkPull64(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.SetBytes(64)
-			b.ReportAllocs()
-			var m0 *runtime.MemStats
-			var fillMallocs, fillBytes uint64 // of the fills after the first
-			for done := 0; done < b.N; {
-				round := min(b.N-done, 4<<20)
-				b.StopTimer()
-				before := memStats()
-				for range round {
-					p.Push(md, data)
-				}
-				if _, err := p.Flush().Wait(-1); err != nil {
-					b.Fatal(err)
-				}
-				if m0 == nil {
-					b.ResetTimer()
-					m0 = memStats()
-				} else {
-					after := memStats()
-					fillMallocs += after.Mallocs - before.Mallocs
-					fillBytes += after.TotalAlloc - before.TotalAlloc
-				}
-				b.StartTimer()
+			drainInRounds(b, p, func(n int) {
 				var ev diaspora.Event
-				for i := range round {
+				for i := range n {
 					ev, err = c.Pull().Wait(time.Second)
 					if err != nil {
 						b.Fatal(err)
@@ -113,9 +123,7 @@ func BenchmarkPull64(b *testing.B) {
 					}
 				}
 				ev.Acknowledge() // frees the ring for the next round
-				done += round
-			}
-			perEventBut(b, m0, fillMallocs, fillBytes)
+			})
 		})
 	}
 }
@@ -146,57 +154,30 @@ func BenchmarkClaim64(b *testing.B) {
 }
 
 // BenchmarkEvents64 is the batch path: a BatchSize(256) producer, and a
-// zero-copy consumer reading with for range Events. The ring is filled and
-// drained in rounds of at most 4 M events (a 1 GiB ring holds 9 M).
+// zero-copy consumer reading with for range Events.
 func BenchmarkEvents64(b *testing.B) {
 	d, _ := newDriver(b)
 	th := createTopic(b, d, "events", `{"ring_size":"1GiB","durability":"none"}`)
 	p, _ := th.Producer("p", diaspora.BatchSize(256))
-	md := diaspora.MustMetadata(`{"x":1}`)
-	data := diaspora.DataView{make([]byte, 64)}
 	c, err := th.Consumer("c", diaspora.FullDataSelector, diaspora.MustMetadata(`{"ack_sync":false}`))
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.SetBytes(64)
-	b.ReportAllocs()
-	var m0 *runtime.MemStats
-	var last diaspora.Event
-	var fillMallocs, fillBytes uint64 // of the fills after the first
-	for done := 0; done < b.N; {
-		round := min(b.N-done, 4<<20)
-		b.StopTimer()
-		before := memStats()
-		for range round {
-			p.Push(md, data)
-		}
-		if _, err := p.Flush().Wait(-1); err != nil {
-			b.Fatal(err)
-		}
-		if m0 == nil {
-			b.ResetTimer()
-			m0 = memStats()
-		} else {
-			after := memStats()
-			fillMallocs += after.Mallocs - before.Mallocs
-			fillBytes += after.TotalAlloc - before.TotalAlloc
-		}
-		b.StartTimer()
-		n := 0
+	drainInRounds(b, p, func(n int) {
+		k := 0
+		var last diaspora.Event
 		for ev, err := range c.Events(time.Second) {
 			if err != nil {
 				b.Fatal(err)
 			}
 			last = ev
-			if n++; n == round {
+			if k++; k == n {
 				break
 			}
 		}
-		if n != round {
-			b.Fatalf("Events gave %d of %d events", n, round)
+		if k != n {
+			b.Fatalf("Events gave %d of %d events", k, n)
 		}
 		last.Acknowledge() // frees the ring for the next round
-		done += round
-	}
-	perEventBut(b, m0, fillMallocs, fillBytes)
+	})
 }

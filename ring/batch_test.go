@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -152,42 +150,8 @@ func TestBatchEndChecksLengths(t *testing.T) {
 
 // A producer process killed between the copy and the commit of a batch:
 // readers wait while it lives, then skip its whole batch as padding (its
-// IDs are lost, never reused) and read what was written after it.
-func TestProducerKilledMidBatch(t *testing.T) {
-	r := newTestRing(t, Options{})
-	dir, name := filepath.Split(r.Path())
-	rd, err := r.Attach("r")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
-	var c Claim
-	if err := push(r, &c, []RecordSize{{Data: 20}}, 0, 1, time.Second); err != nil {
-		t.Fatal(err)
-	}
-	ch := startChild(t, "batchhang", dir, name)
-	if s := ch.line(t); s != "ready" {
-		t.Fatalf("child said %q", s)
-	}
-	if err := push(r, &c, []RecordSize{{Data: 20}}, 0, 2, time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if e, err := rd.Next(time.Second); err != nil || e.ID != 0 {
-		t.Fatalf("first record: %+v %v", e, err)
-	}
-	if _, ok, err := rd.TryNext(); ok || err != nil {
-		t.Fatalf("the uncommitted batch of a live producer must block: ok=%v err=%v", ok, err)
-	}
-	ch.cmd.Process.Signal(syscall.SIGKILL)
-	ch.cmd.Wait()
-	e, err := rd.Next(10 * time.Second)
-	if err != nil {
-		t.Fatalf("after the producer died: %v", err)
-	}
-	if _, seq, err := check(e); err != nil || seq != 2 || e.ID != 21 {
-		t.Fatalf("want the record after the dead batch (seq 2, ID 21: the batch took 1..20), got seq %d ID %d %v", seq, e.ID, err)
-	}
-}
+// 20 IDs are lost, never reused) and read what was written after it.
+func TestProducerKilledMidBatch(t *testing.T) { killedProducerIsSkipped(t, "batchhang", 20) }
 
 // NextBatch reads what is committed, up to its room, in order, and says
 // the end of the stream only after the last records.
