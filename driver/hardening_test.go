@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -353,6 +354,65 @@ func TestReusedAllocatorBufferHoldsEachPulledEvent(t *testing.T) {
 		}
 		if got := int(buf[0]) | int(buf[1])<<8; got != i {
 			t.Fatalf("pull %d (event %d): the reused buffer holds event %d's data", i, ev.ID(), got)
+		}
+	}
+}
+
+// panicky serializes like the default one, and panics on metadata {"boom":1}.
+type panicky struct{}
+
+var registerPanicky sync.Once
+
+func (panicky) Serialize(dst []byte, md diaspora.Metadata) ([]byte, error) {
+	if md.Dump() == `{"boom":1}` {
+		panic("boom")
+	}
+	return append(dst, md.Bytes()...), nil
+}
+func (panicky) Deserialize(src []byte) (diaspora.Metadata, error) {
+	return diaspora.MetadataFromBytes(append([]byte(nil), src...))
+}
+func (panicky) Metadata() diaspora.Metadata { return diaspora.MustMetadata(`{"type":"panicky"}`) }
+
+// A serializer that panics in the middle of staged pushes fails that push
+// and leaves the producer working: the writer lock it held is let go.
+func TestPanickingSerializerDoesNotWedgeTheProducer(t *testing.T) {
+	registerPanicky.Do(func() {
+		diaspora.RegisterSerializer("panicky", func(diaspora.Metadata) (diaspora.SerializerInterface, error) { return panicky{}, nil })
+	})
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "panicky", `{"durability":"none"}`, diaspora.NewSerializer(panicky{}))
+	for _, batch := range []diaspora.BatchSize{diaspora.AdaptiveBatchSize, 8} {
+		p, err := th.Producer("p"+batch.String(), batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var futs []diaspora.Future[diaspora.EventID]
+		for i := range 40 {
+			md := diaspora.MustMetadata(`{"ok":1}`)
+			if i == 17 {
+				md = diaspora.MustMetadata(`{"boom":1}`)
+			}
+			futs = append(futs, p.Push(md, nil))
+		}
+		for i, f := range futs {
+			_, err := f.Wait(5 * time.Second)
+			if (i == 17) != (err != nil) {
+				t.Fatalf("batch %v: push %d: %v", batch, i, err)
+			}
+			if i == 17 && !strings.Contains(err.Error(), "panicked: boom") {
+				t.Fatalf("the panicking push's error does not say so: %v", err)
+			}
+		}
+		done := make(chan error, 1)
+		go func() { done <- p.Close() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("batch %v: Close hung after a serializer panicked", batch)
 		}
 	}
 }

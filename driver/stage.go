@@ -191,7 +191,7 @@ func (pp *producerPartition) pushStaged(md diaspora.Metadata, data diaspora.Data
 	}
 	buf := pp.stage.Begin()
 	m0 := len(buf)
-	buf, err := pp.p.topic.serializer.Serialize(buf, md)
+	buf, err := serializeInto(pp.p.topic.serializer, buf, md)
 	if err != nil || len(buf) < m0 {
 		pp.stage.Cancel()
 		if err == nil {
@@ -248,6 +248,17 @@ func (pp *producerPartition) pushStaged(md diaspora.Metadata, data diaspora.Data
 	}
 	pp.unlockWriter()
 	return f, true
+}
+
+// serializeInto appends md, serialized, to buf; a serializer that panics
+// is an error (the writer lock is held: a panic must not leave it taken).
+func serializeInto(s diaspora.Serializer, buf []byte, md diaspora.Metadata) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("the serializer panicked: %v", r)
+		}
+	}()
+	return s.Serialize(buf, md)
 }
 
 // unlockWriter lets go of the writer lock and writes what other goroutines
