@@ -2,6 +2,7 @@ package driver_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -382,8 +383,16 @@ func TestPanickingSerializerDoesNotWedgeTheProducer(t *testing.T) {
 	})
 	d, _ := newDriver(t)
 	th := createTopic(t, d, "panicky", `{"durability":"none"}`, diaspora.NewSerializer(panicky{}))
-	for _, batch := range []diaspora.BatchSize{diaspora.AdaptiveBatchSize, 8} {
-		p, err := th.Producer("p"+batch.String(), batch)
+	pool, err := d.MakeThreadPool(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, batch := range []diaspora.BatchSize{diaspora.AdaptiveBatchSize, 8, diaspora.AdaptiveBatchSize} {
+		args := []diaspora.Arg{batch}
+		if k == 2 {
+			args = append(args, pool) // pushes queued by pool threads
+		}
+		p, err := th.Producer(fmt.Sprint("p", k), args...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -403,6 +412,14 @@ func TestPanickingSerializerDoesNotWedgeTheProducer(t *testing.T) {
 			if i == 17 && !strings.Contains(err.Error(), "panicked: boom") {
 				t.Fatalf("the panicking push's error does not say so: %v", err)
 			}
+		}
+		// Alone after a pause: written at once, not staged.
+		time.Sleep(10 * time.Millisecond)
+		if _, err := p.Push(diaspora.MustMetadata(`{"boom":1}`), nil).Wait(5 * time.Second); err == nil || !strings.Contains(err.Error(), "panicked: boom") {
+			t.Fatalf("batch %v: a lone panicking push: %v", batch, err)
+		}
+		if _, err := p.Push(diaspora.MustMetadata(`{"ok":1}`), nil).Wait(5 * time.Second); err != nil {
+			t.Fatalf("batch %v: the push after it: %v", batch, err)
 		}
 		done := make(chan error, 1)
 		go func() { done <- p.Close() }()

@@ -346,7 +346,7 @@ func (pp *producerPartition) serializeQueued(md diaspora.Metadata) ([]byte, erro
 		pp.metaArena = make([]byte, 0, max(metaBlock, 2*len(md.Bytes())))
 	}
 	start := len(pp.metaArena)
-	out, err := pp.p.topic.serializer.Serialize(pp.metaArena, md)
+	out, err := serializeInto(pp.p.topic.serializer, pp.metaArena, md)
 	if err != nil {
 		return nil, err
 	}
@@ -374,7 +374,7 @@ func (pp *producerPartition) writeOne(md diaspora.Metadata, data diaspora.DataVi
 		}
 	}()
 	p := pp.p
-	meta, err := p.topic.serializer.Serialize(pp.scratch[:0], md)
+	meta, err := serializeInto(p.topic.serializer, pp.scratch[:0], md)
 	if err != nil {
 		return diaspora.ReadyFuture[diaspora.EventID](0, fmt.Errorf("producer %q of topic %q: serialize: %w", p.name, p.topic.name, err))
 	}
@@ -772,7 +772,7 @@ func (p *producer) Claim(md diaspora.Metadata, size int, partition int) (_ diasp
 	pp := p.parts[idx]
 	c := p.newClaim()
 	c.pp, c.md = pp, md
-	meta, err := t.serializer.Serialize(c.metaBuf[:0], md)
+	meta, err := serializeInto(t.serializer, c.metaBuf[:0], md)
 	if err != nil {
 		return nil, fmt.Errorf("producer %q of topic %q: serialize: %w", p.name, t.name, err)
 	}

@@ -251,7 +251,8 @@ func (pp *producerPartition) pushStaged(md diaspora.Metadata, data diaspora.Data
 }
 
 // serializeInto appends md, serialized, to buf; a serializer that panics
-// is an error (the writer lock is held: a panic must not leave it taken).
+// is an error: the callers hold a lock of the partition (the writer lock,
+// the queue lock), which a panic must not leave taken.
 func serializeInto(s diaspora.Serializer, buf []byte, md diaspora.Metadata) (out []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
