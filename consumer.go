@@ -133,6 +133,15 @@ func batchLen(b BatchSize) int {
 // loop that stops early did not see go back to the consumer.
 func eventsInBatches(bc BatchConsumerInterface, n int, timeout time.Duration, yield func(Event, error) bool) {
 	buf := make([]Event, n)
+	// rest is what the loop's body has not seen of the batch: given back
+	// however the loop ends, a panic of its body included.
+	var rest []Event
+	defer func() {
+		if len(rest) > 0 {
+			bc.Unread(rest)
+		}
+		clear(buf)
+	}()
 	for {
 		k, err := bc.PullBatch(buf, timeout)
 		switch {
@@ -144,17 +153,15 @@ func eventsInBatches(bc BatchConsumerInterface, n int, timeout time.Duration, yi
 		}
 		for i, ev := range buf[:k] {
 			if ev.ID() == NoMoreEvents {
-				clear(buf)
+				rest = nil
 				return
 			}
+			rest = buf[i+1 : k]
 			if !yield(ev, nil) {
-				if i+1 < k {
-					bc.Unread(buf[i+1 : k])
-				}
-				clear(buf)
 				return
 			}
 		}
+		rest = nil
 		clear(buf[:k]) // the events are the loop's: keep none alive here
 	}
 }

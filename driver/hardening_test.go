@@ -433,3 +433,39 @@ func TestPanickingSerializerDoesNotWedgeTheProducer(t *testing.T) {
 		}
 	}
 }
+
+// A for range Events loop whose body panics gives back the rest of its
+// batch: after the panic is recovered, Pull returns the next event.
+func TestPanicInEventsLoopGivesTheBatchBack(t *testing.T) {
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "evpanic", `{"durability":"none"}`)
+	p, err := th.Producer("p", diaspora.BatchSize(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		p.Push(diaspora.MustMetadata(`{}`), nil)
+	}
+	if _, err := p.Flush().Wait(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c, err := th.Consumer("c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() { recover() }()
+		for ev, err := range c.Events(5 * time.Second) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.ID() == 10 {
+				panic("body")
+			}
+		}
+	}()
+	ev, err := c.Pull().Wait(5 * time.Second)
+	if err != nil || ev.ID() != 11 {
+		t.Fatalf("Pull after a panic on event 10: event %d, %v; want 11", ev.ID(), err)
+	}
+}

@@ -777,9 +777,10 @@ func (p *producer) Claim(md diaspora.Metadata, size int, partition int) (_ diasp
 		return nil, fmt.Errorf("producer %q of topic %q: serialize: %w", p.name, t.name, err)
 	}
 	pp.part.views.Store(true) // Bytes() may be kept past Close
-	if pp.queued.Load() > 0 || pp.staged() {
-		pp.flush(true) // what was pushed before the claim goes first
-	}
+	// What was pushed before the claim goes first. Always through the
+	// writer lock: a writer that took the queue (queued reads 0 then) may
+	// not have claimed its space yet.
+	pp.flush(true)
 	c.size[0] = ring.RecordSize{Meta: len(meta), Data: size}
 	if err := pp.part.ring.Claim(&c.c, c.size[:], p.timeout); err != nil {
 		return nil, pp.claimError(err, c.size[0])

@@ -54,8 +54,10 @@ func monoNow() int64 { return int64(time.Since(clockBase)) }
 // user keeps keeps its block alive (about 4 KiB).
 type stagedFutures struct {
 	pp   *producerPartition
-	seq0 uint64              // the stage sequence number of slots[0]
-	errs *[stagedBlock]error // made at the first failure
+	seq0 uint64 // the stage sequence number of slots[0]
+	// errs is made at the first failure; atomic, since a later batch of
+	// the block may make it while a future of an earlier one reads it.
+	errs atomic.Pointer[[stagedBlock]error]
 	futs [stagedBlock]stagedFuture
 }
 
@@ -96,8 +98,8 @@ func (f *stagedFuture) Wait(time.Duration) (diaspora.EventID, error) {
 		return 0, fmt.Errorf("producer %q of topic %q partition %d: internal error: staged event %d not written by a flush",
 			b.pp.p.name, b.pp.p.topic.name, b.pp.index, b.seq0+uint64(f.i))
 	}
-	if b.errs != nil && b.errs[f.i] != nil {
-		return 0, b.errs[f.i]
+	if errs := b.errs.Load(); errs != nil && errs[f.i] != nil {
+		return 0, errs[f.i]
 	}
 	return f.id, nil
 }
@@ -283,10 +285,12 @@ func (pp *producerPartition) writeStage() {
 	fail := func(err error) {
 		for k := range n {
 			b, f := pp.stagedFutureOf(seq0 + uint64(k))
-			if b.errs == nil {
-				b.errs = new([stagedBlock]error)
+			errs := b.errs.Load()
+			if errs == nil {
+				errs = new([stagedBlock]error)
+				b.errs.Store(errs)
 			}
-			b.errs[f.i] = err
+			errs[f.i] = err
 		}
 	}
 	defer func() {
