@@ -359,14 +359,18 @@ func TestReusedAllocatorBufferHoldsEachPulledEvent(t *testing.T) {
 	}
 }
 
-// panicky serializes like the default one, and panics on metadata {"boom":1}.
+// panicky serializes like the default one, panics on metadata {"boom":1},
+// and returns a fresh slice (not appended to its dst) for {"fresh":1}.
 type panicky struct{}
 
 var registerPanicky sync.Once
 
 func (panicky) Serialize(dst []byte, md diaspora.Metadata) ([]byte, error) {
-	if md.Dump() == `{"boom":1}` {
+	switch md.Dump() {
+	case `{"boom":1}`:
 		panic("boom")
+	case `{"fresh":1}`: // breaks the append contract: a new slice as long
+		return append(make([]byte, len(dst)), md.Bytes()...), nil
 	}
 	return append(dst, md.Bytes()...), nil
 }
@@ -387,6 +391,7 @@ func TestPanickingSerializerDoesNotWedgeTheProducer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pushed := 0
 	for k, batch := range []diaspora.BatchSize{diaspora.AdaptiveBatchSize, 8, diaspora.AdaptiveBatchSize} {
 		args := []diaspora.Arg{batch}
 		if k == 2 {
@@ -399,18 +404,27 @@ func TestPanickingSerializerDoesNotWedgeTheProducer(t *testing.T) {
 		var futs []diaspora.Future[diaspora.EventID]
 		for i := range 40 {
 			md := diaspora.MustMetadata(`{"ok":1}`)
-			if i == 17 {
+			switch i {
+			case 17:
 				md = diaspora.MustMetadata(`{"boom":1}`)
+			case 23:
+				md = diaspora.MustMetadata(`{"fresh":1}`)
 			}
 			futs = append(futs, p.Push(md, nil))
 		}
 		for i, f := range futs {
 			_, err := f.Wait(5 * time.Second)
-			if (i == 17) != (err != nil) {
+			switch {
+			case i == 17 && (err == nil || !strings.Contains(err.Error(), "panicked: boom")):
+				t.Fatalf("batch %v: the panicking push: %v", batch, err)
+			case i == 23 && err != nil && !strings.Contains(err.Error(), "do not begin with"):
+				// Staged, it is refused; written alone, its fresh slice
+				// is all there is, and it is right.
+				t.Fatalf("batch %v: the push whose serializer did not append: %v", batch, err)
+			case i != 17 && i != 23 && err != nil:
 				t.Fatalf("batch %v: push %d: %v", batch, i, err)
-			}
-			if i == 17 && !strings.Contains(err.Error(), "panicked: boom") {
-				t.Fatalf("the panicking push's error does not say so: %v", err)
+			case i != 17 && err == nil:
+				pushed++
 			}
 		}
 		// Alone after a pause: written at once, not staged.
@@ -421,6 +435,7 @@ func TestPanickingSerializerDoesNotWedgeTheProducer(t *testing.T) {
 		if _, err := p.Push(diaspora.MustMetadata(`{"ok":1}`), nil).Wait(5 * time.Second); err != nil {
 			t.Fatalf("batch %v: the push after it: %v", batch, err)
 		}
+		pushed++
 		done := make(chan error, 1)
 		go func() { done <- p.Close() }()
 		select {
@@ -431,6 +446,24 @@ func TestPanickingSerializerDoesNotWedgeTheProducer(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("batch %v: Close hung after a serializer panicked", batch)
 		}
+	}
+	// Everything that was pushed without an error arrived intact.
+	c, err := th.Consumer("c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for ev, err := range c.Events(200 * time.Millisecond) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ev.Metadata().Dump(); got != `{"ok":1}` && got != `{"fresh":1}` {
+			t.Fatalf("event %d arrived with metadata %s", ev.ID(), got)
+		}
+		n++
+	}
+	if n != pushed {
+		t.Fatalf("%d events arrived, %d pushes completed", n, pushed)
 	}
 }
 

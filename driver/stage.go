@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -191,14 +192,17 @@ func (pp *producerPartition) pushStaged(md diaspora.Metadata, data diaspora.Data
 		pp.unlockWriter()
 		return fut, true
 	}
-	buf := pp.stage.Begin()
-	m0 := len(buf)
-	buf, err := serializeInto(pp.p.topic.serializer, buf, md)
-	if err != nil || len(buf) < m0 {
+	given := pp.stage.Begin()
+	m0 := len(given)
+	buf, err := serializeInto(pp.p.topic.serializer, given, md)
+	if err == nil && (len(buf) < m0 || (unsafe.SliceData(buf) != unsafe.SliceData(given) && !bytes.Equal(buf[:m0], given))) {
+		// Not appended to what it was given: the stage's other events
+		// would be lost. (Compared only when the buffer moved, which
+		// growth by append does now and then.)
+		err = fmt.Errorf("the serializer returned %d bytes that do not begin with the %d it was given to append to", len(buf), m0)
+	}
+	if err != nil {
 		pp.stage.Cancel()
-		if err == nil {
-			err = fmt.Errorf("the serializer returned %d bytes, fewer than the %d it was given to append to", len(buf), m0)
-		}
 		pp.unlockWriter()
 		return diaspora.ReadyFuture[diaspora.EventID](0, fmt.Errorf("producer %q of topic %q: serialize: %w", pp.p.name, pp.p.topic.name, err)), true
 	}
@@ -331,10 +335,6 @@ func (pp *producerPartition) writeStage() {
 	}
 	settled = true
 }
-
-// staged reports whether events wait in the partition's stage; it needs
-// no lock.
-func (pp *producerPartition) staged() bool { return pp.stagedAt.Load() != 0 }
 
 // wakeLinger starts the linger goroutine's watch if it is parked. Dekker
 // with lingerLoop: a stage is published (stagedAt) before parked is read;
