@@ -502,3 +502,38 @@ func TestPanicInEventsLoopGivesTheBatchBack(t *testing.T) {
 		t.Fatalf("Pull after a panic on event 10: event %d, %v; want 11", ev.ID(), err)
 	}
 }
+
+// A burst of pushes nobody waits on or flushes is still written: the
+// producer's linger goroutine writes a stage no push comes to write.
+func TestStrandedStageIsWrittenByLinger(t *testing.T) {
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "linger", `{"durability":"none"}`)
+	p, err := th.Producer("p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := th.Consumer("c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Back to back, so they are staged; then no Wait, Flush or push.
+	var futs []diaspora.Future[diaspora.EventID]
+	for range 50 {
+		futs = append(futs, p.Push(diaspora.MustMetadata(`{}`), nil))
+	}
+	for i := range 50 {
+		ev, err := c.Pull().Wait(2 * time.Second)
+		if err != nil {
+			t.Fatalf("event %d of a burst nobody flushed: %v", i, err)
+		}
+		if ev.ID() != uint64(i) {
+			t.Fatalf("event %d has ID %d", i, ev.ID())
+		}
+	}
+	for i, f := range futs {
+		if !f.Completed() {
+			t.Fatalf("future %d not completed after its event arrived", i)
+		}
+	}
+}

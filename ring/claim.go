@@ -328,14 +328,6 @@ func (c *Claim) Data(i int) []byte {
 	return c.r.data[o : o+c.recs[i].data : o+c.recs[i].data]
 }
 
-// Body returns the writable metadata and data bytes of record i, which
-// follow each other: a record staged as one piece is copied in once.
-func (c *Claim) Body(i int) []byte {
-	o := c.recs[i].off + RecHeaderSize
-	n := c.recs[i].meta + c.recs[i].data
-	return c.r.data[o : o+n : o+n]
-}
-
 // Pos returns the position of the first record.
 func (c *Claim) Pos() uint64 { return c.pos }
 
