@@ -1,0 +1,486 @@
+package main
+
+/*
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"github.com/diaspora-shm/diaspora"
+)
+
+// cConsumer is a consumer, and the pull whose wait timed out: the next
+// pull waits for it rather than start another, so no event is lost.
+type cConsumer struct {
+	c diaspora.Consumer
+
+	mu      sync.Mutex
+	pending diaspora.Future[diaspora.Event]
+
+	partsMu sync.Mutex
+	parts   map[string]int // partition information → index
+}
+
+type consumerArgs struct {
+	commonArgs
+	Targets *[]int `json:"targets"`
+	Data    string `json:"data"`
+}
+
+// Limits on what a selector or allocator may return in one call.
+const (
+	maxRanges  = 1 << 20
+	maxBuffers = 1 << 16
+)
+
+func cSelector(fn C.dshm_selector_fn, ctx unsafe.Pointer) diaspora.DataSelector {
+	return func(md diaspora.Metadata, d diaspora.DataDescriptor) (diaspora.DataDescriptor, error) {
+		b := md.Bytes()
+		var ranges [16]C.dshm_range
+		buf := ranges[:]
+		for {
+			var n C.size_t
+			rc := C.dshm__call_selector(fn, ctx, bytesPtr(b), C.size_t(len(b)), C.size_t(d.Size()),
+				&buf[0], C.size_t(len(buf)), &n)
+			if rc == C.DSHM_ERANGE && uint64(n) > uint64(len(buf)) && uint64(n) <= maxRanges {
+				buf = make([]C.dshm_range, int(n))
+				continue
+			}
+			if rc != C.DSHM_OK {
+				return diaspora.DataDescriptor{}, fmt.Errorf("diaspora_shm: the data selector returned %d", int(rc))
+			}
+			if uint64(n) > uint64(len(buf)) {
+				return diaspora.DataDescriptor{}, fmt.Errorf("diaspora_shm: the data selector returned %d ranges in room for %d", uint64(n), len(buf))
+			}
+			if n == 0 {
+				return diaspora.DataDescriptor{}, nil
+			}
+			segs := make([]diaspora.Segment, int(n))
+			for i := range segs {
+				r := buf[i]
+				if uint64(r.offset) > 1<<62 || uint64(r.size) > 1<<62 {
+					return diaspora.DataDescriptor{}, fmt.Errorf("diaspora_shm: the data selector's range %d (offset %d, size %d) is past any data", i, uint64(r.offset), uint64(r.size))
+				}
+				segs[i] = diaspora.Segment{Offset: int(r.offset), Size: int(r.size)}
+			}
+			sel, err := d.UnstructuredView(segs...)
+			if err != nil {
+				return diaspora.DataDescriptor{}, fmt.Errorf("diaspora_shm: the data selector's ranges: %w", err)
+			}
+			return sel, nil
+		}
+	}
+}
+
+func cAllocator(fn C.dshm_allocator_fn, ctx unsafe.Pointer) diaspora.DataAllocator {
+	return func(md diaspora.Metadata, d diaspora.DataDescriptor) (diaspora.DataView, error) {
+		b := md.Bytes()
+		var bufs [8]C.dshm_buffer
+		buf := bufs[:]
+		for {
+			var n C.size_t
+			rc := C.dshm__call_allocator(fn, ctx, bytesPtr(b), C.size_t(len(b)), C.size_t(d.Size()),
+				&buf[0], C.size_t(len(buf)), &n)
+			if rc == C.DSHM_ERANGE && uint64(n) > uint64(len(buf)) && uint64(n) <= maxBuffers {
+				buf = make([]C.dshm_buffer, int(n))
+				continue
+			}
+			if rc != C.DSHM_OK {
+				return nil, fmt.Errorf("diaspora_shm: the data allocator returned %d", int(rc))
+			}
+			if uint64(n) > uint64(len(buf)) {
+				return nil, fmt.Errorf("diaspora_shm: the data allocator returned %d buffers in room for %d", uint64(n), len(buf))
+			}
+			view := make(diaspora.DataView, 0, int(n))
+			total := 0
+			for i, bb := range buf[:n] {
+				if bb.size == 0 {
+					continue
+				}
+				if bb.data == nil || uint64(bb.size) > 1<<40 {
+					return nil, fmt.Errorf("diaspora_shm: the data allocator's buffer %d is NULL or of %d bytes", i, uint64(bb.size))
+				}
+				view = append(view, unsafe.Slice((*byte)(bb.data), int(bb.size)))
+				total += int(bb.size)
+			}
+			if total < d.Size() {
+				return nil, fmt.Errorf("diaspora_shm: the data allocator gave %d bytes for %d", total, d.Size())
+			}
+			return view, nil
+		}
+	}
+}
+
+// bytesPtr points C at b for the length of a call (b holds no Go pointers).
+func bytesPtr(b []byte) *C.char {
+	if len(b) == 0 {
+		return nil
+	}
+	return (*C.char)(unsafe.Pointer(unsafe.SliceData(b)))
+}
+
+//export dshmgo_consumer_open
+func dshmgo_consumer_open(h C.dshm_topic, name, argsJSON *C.char, sel C.dshm_selector_fn, alloc C.dshm_allocator_fn,
+	ctx unsafe.Pointer, out *C.dshm_consumer) (st C.int) {
+	defer recoverPanic(&st)
+	t, err := lookup[*cTopic](h, "topic")
+	if err != nil {
+		return fail(err)
+	}
+	if out == nil {
+		return fail(invalid("dshm_consumer_open: out is NULL"))
+	}
+	*out = 0
+	n, err := goString(name, "dshm_consumer_open: name")
+	if err != nil {
+		return fail(err)
+	}
+	var a consumerArgs
+	if err := decodeArgs(argsJSON, &a, "dshm_consumer_open"); err != nil {
+		return fail(err)
+	}
+	args, err := a.args("dshm_consumer_open")
+	if err != nil {
+		return fail(err)
+	}
+	if a.Targets != nil {
+		args = append(args, diaspora.Targets(*a.Targets))
+	}
+	switch {
+	case sel != nil:
+		if a.Data != "" {
+			return fail(invalid("dshm_consumer_open: both a selector and \"data\": %q", a.Data))
+		}
+		args = append(args, cSelector(sel, ctx))
+	case a.Data == "" || a.Data == "none":
+	case a.Data == "all":
+		args = append(args, diaspora.FullDataSelector)
+	default:
+		return fail(invalid("dshm_consumer_open: data %q: want \"none\" or \"all\"", a.Data))
+	}
+	if alloc != nil {
+		args = append(args, cAllocator(alloc, ctx))
+	}
+	c, err := t.t.Consumer(n, args...)
+	if err != nil {
+		return fail(err)
+	}
+	*out = C.dshm_consumer(newHandle(&cConsumer{c: c, parts: map[string]int{}}))
+	return C.DSHM_OK
+}
+
+// pull waits for the next event; a pull that timed out is waited again.
+func (c *cConsumer) pull(ms C.int64_t) (diaspora.Event, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := c.pending
+	if f == nil {
+		f = c.c.Pull()
+	}
+	ev, err := f.Wait(timeout(ms))
+	if errors.Is(err, diaspora.ErrTimeout) && !f.Completed() {
+		c.pending = f
+		return ev, err
+	}
+	c.pending = nil
+	return ev, err
+}
+
+//export dshmgo_consumer_pull
+func dshmgo_consumer_pull(h C.dshm_consumer, ms C.int64_t, out *C.dshm_event) (st C.int) {
+	defer recoverPanic(&st)
+	c, err := lookup[*cConsumer](h, "consumer")
+	if err != nil {
+		return fail(err)
+	}
+	if out == nil {
+		return fail(invalid("dshm_consumer_pull: out is NULL"))
+	}
+	*out = 0
+	ev, err := c.pull(ms)
+	if err != nil {
+		return fail(err)
+	}
+	*out = C.dshm_event(newHandle(c.newEvent(ev)))
+	return C.DSHM_OK
+}
+
+//export dshmgo_consumer_pull_async
+func dshmgo_consumer_pull_async(h C.dshm_consumer, out *C.dshm_future) (st C.int) {
+	defer recoverPanic(&st)
+	c, err := lookup[*cConsumer](h, "consumer")
+	if err != nil {
+		return fail(err)
+	}
+	if out == nil {
+		return fail(invalid("dshm_consumer_pull_async: out is NULL"))
+	}
+	c.mu.Lock()
+	f := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	if f == nil {
+		f = c.c.Pull()
+	}
+	*out = C.dshm_future(newHandle(&cFuture{ev: f, cons: c}))
+	return C.DSHM_OK
+}
+
+//export dshmgo_future_wait_event
+func dshmgo_future_wait_event(h C.dshm_future, ms C.int64_t, out *C.dshm_event) (st C.int) {
+	defer recoverPanic(&st)
+	f, err := lookup[*cFuture](h, "future")
+	if err != nil {
+		return fail(err)
+	}
+	if out == nil {
+		return fail(invalid("dshm_future_wait_event: out is NULL"))
+	}
+	*out = 0
+	if f.ev == nil {
+		return fail(invalid("dshm_future_wait_event: future %d is a push's; use dshm_future_wait_id", uint64(h)))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.taken {
+		return fail(invalid("dshm_future_wait_event: the event of future %d was already handed out", uint64(h)))
+	}
+	ev, err := f.ev.Wait(timeout(ms))
+	if err != nil {
+		return fail(err)
+	}
+	f.taken = true
+	*out = C.dshm_event(newHandle(f.cons.newEvent(ev)))
+	return C.DSHM_OK
+}
+
+//export dshmgo_consumer_process
+func dshmgo_consumer_process(h C.dshm_consumer, fn C.dshm_processor_fn, ctx unsafe.Pointer, ms C.int64_t,
+	max C.uint64_t, pool C.dshm_thread_pool) (st C.int) {
+	defer recoverPanic(&st)
+	c, err := lookup[*cConsumer](h, "consumer")
+	if err != nil {
+		return fail(err)
+	}
+	if fn == nil {
+		return fail(invalid("dshm_consumer_process: processor is NULL"))
+	}
+	var tp diaspora.ThreadPool
+	if pool != 0 {
+		p, err := lookup[*cPool](pool, "thread pool")
+		if err != nil {
+			return fail(err)
+		}
+		tp = p.p
+	}
+	n := diaspora.InfiniteEvents
+	if max != 0 {
+		n = diaspora.NumEvents(max)
+	}
+	err = c.c.Process(func(ev diaspora.Event) error {
+		rc := C.dshm__call_processor(fn, ctx, C.dshm_event(newHandle(c.newEvent(ev))))
+		switch {
+		case rc == C.DSHM_OK:
+			return nil
+		case rc == C.DSHM_ESTOP:
+			return diaspora.ErrStopProcessing
+		}
+		return fmt.Errorf("diaspora_shm: the processor returned %d for event %d", int(rc), ev.ID())
+	}, timeout(ms), n, tp)
+	if err != nil && status(err) == C.DSHM_ETIMEOUT {
+		return C.DSHM_OK // Process ends quietly when no event comes in time
+	}
+	return failOr(err)
+}
+
+//export dshmgo_consumer_close
+func dshmgo_consumer_close(h C.dshm_consumer) (st C.int) {
+	defer recoverPanic(&st)
+	c, err := take[*cConsumer](h, "consumer")
+	if err != nil {
+		return fail(err)
+	}
+	return failOr(c.c.Close())
+}
+
+// cEvent is an event handed to C: its metadata and partition information
+// copied into C memory (freed on release), its data pinned while the
+// handle lives (data read back from the durable log is Go memory).
+type cEvent struct {
+	ev     diaspora.Event
+	cmem   unsafe.Pointer // metadata NUL partition-information NUL
+	mdLen  int
+	piLen  int
+	part   int
+	data   diaspora.DataView
+	size   int
+	pinner runtime.Pinner
+
+	mu       sync.Mutex
+	released bool
+}
+
+func (c *cConsumer) newEvent(ev diaspora.Event) *cEvent {
+	md := ev.Metadata().Bytes()
+	pi := ev.Partition().Metadata.Bytes()
+	e := &cEvent{ev: ev, mdLen: len(md), piLen: len(pi), data: ev.Data(), part: c.partitionIndex(pi)}
+	e.cmem = C.malloc(C.size_t(len(md) + len(pi) + 2))
+	if e.cmem == nil {
+		panic("out of C memory for an event's metadata")
+	}
+	dst := unsafe.Slice((*byte)(e.cmem), len(md)+len(pi)+2)
+	copy(dst, md)
+	dst[len(md)] = 0
+	copy(dst[len(md)+1:], pi)
+	dst[len(md)+1+len(pi)] = 0
+	for _, s := range e.data {
+		if len(s) > 0 {
+			e.pinner.Pin(unsafe.SliceData(s))
+			e.size += len(s)
+		}
+	}
+	return e
+}
+
+// partitionIndex reads the "id" of a partition's information, once per
+// partition.
+func (c *cConsumer) partitionIndex(pi []byte) int {
+	c.partsMu.Lock()
+	defer c.partsMu.Unlock()
+	if i, ok := c.parts[string(pi)]; ok {
+		return i
+	}
+	var v struct {
+		ID int `json:"id"`
+	}
+	md, err := diaspora.MetadataFromBytes(append([]byte(nil), pi...))
+	if err == nil {
+		err = md.Decode(&v)
+	}
+	if err != nil {
+		v.ID = 0
+	}
+	c.parts[string(pi)] = v.ID
+	return v.ID
+}
+
+func (e *cEvent) free() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.released {
+		return
+	}
+	e.released = true
+	C.free(e.cmem)
+	e.cmem = nil
+	e.pinner.Unpin()
+}
+
+//export dshmgo_event_get_info
+func dshmgo_event_get_info(h C.dshm_event, out *C.dshm_event_info) (st C.int) {
+	defer recoverPanic(&st)
+	e, err := lookup[*cEvent](h, "event")
+	if err != nil {
+		return fail(err)
+	}
+	if out == nil {
+		return fail(invalid("dshm_event_get_info: out is NULL"))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.released {
+		return fail(errHandle{fmt.Sprintf("event handle %d is not live: released", uint64(h))})
+	}
+	out.id = C.uint64_t(e.ev.ID())
+	out.partition = C.size_t(e.part)
+	out.metadata = (*C.char)(e.cmem)
+	out.metadata_size = C.size_t(e.mdLen)
+	out.partition_info = (*C.char)(unsafe.Add(e.cmem, e.mdLen+1))
+	out.data_size = C.size_t(e.size)
+	n := 0
+	for _, s := range e.data {
+		if len(s) > 0 {
+			n++
+		}
+	}
+	out.num_segments = C.size_t(n)
+	return C.DSHM_OK
+}
+
+//export dshmgo_event_segments
+func dshmgo_event_segments(h C.dshm_event, out *C.dshm_segment, cap C.size_t, n *C.size_t) (st C.int) {
+	defer recoverPanic(&st)
+	e, err := lookup[*cEvent](h, "event")
+	if err != nil {
+		return fail(err)
+	}
+	if n == nil {
+		return fail(invalid("dshm_event_segments: n is NULL"))
+	}
+	k := 0
+	for _, s := range e.data {
+		if len(s) > 0 {
+			k++
+		}
+	}
+	*n = C.size_t(k)
+	if uint64(cap) < uint64(k) || (k > 0 && out == nil) {
+		return fail(fmt.Errorf("diaspora_shm: dshm_event_segments: %w: the event has %d segments, room for %d", errRange, k, uint64(cap)))
+	}
+	if k == 0 {
+		return C.DSHM_OK
+	}
+	dst := unsafe.Slice(out, k)
+	i := 0
+	for _, s := range e.data {
+		if len(s) > 0 {
+			dst[i] = C.dshm_segment{data: unsafe.Pointer(unsafe.SliceData(s)), size: C.size_t(len(s))}
+			i++
+		}
+	}
+	return C.DSHM_OK
+}
+
+//export dshmgo_event_read
+func dshmgo_event_read(h C.dshm_event, offset C.size_t, dst unsafe.Pointer, size C.size_t, copied *C.size_t) (st C.int) {
+	defer recoverPanic(&st)
+	e, err := lookup[*cEvent](h, "event")
+	if err != nil {
+		return fail(err)
+	}
+	if copied != nil {
+		*copied = 0
+	}
+	if size == 0 {
+		return C.DSHM_OK
+	}
+	if dst == nil {
+		return fail(invalid("dshm_event_read: dst is NULL"))
+	}
+	if uint64(offset) > uint64(e.size) {
+		return fail(invalid("dshm_event_read: offset %d past the event's %d bytes", uint64(offset), e.size))
+	}
+	k := e.data.Read(unsafe.Slice((*byte)(dst), int(min(uint64(size), uint64(e.size)))), int(offset))
+	if copied != nil {
+		*copied = C.size_t(k)
+	}
+	return C.DSHM_OK
+}
+
+//export dshmgo_event_acknowledge
+func dshmgo_event_acknowledge(h C.dshm_event) (st C.int) {
+	defer recoverPanic(&st)
+	e, err := lookup[*cEvent](h, "event")
+	if err != nil {
+		return fail(err)
+	}
+	return failOr(e.ev.Acknowledge())
+}

@@ -1,0 +1,388 @@
+// api_test.c: the C interface end to end in one process, and its answers to
+// bad input. Run by capi_test.go as: api_test ROOT SHM
+// Every check prints what failed and exits 1.
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "diaspora_shm.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                       \
+	do {                                                                       \
+		if (!(cond)) {                                                         \
+			fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
+			fprintf(stderr, __VA_ARGS__);                                      \
+			fprintf(stderr, " (last error: %s)\n", dshm_last_error());         \
+			failures++;                                                        \
+		}                                                                      \
+	} while (0)
+
+#define OK(call) CHECK((call) == DSHM_OK, "%s", #call)
+#define IS(call, code) CHECK((call) == (code), "%s should give %s", #call, #code)
+// A failing call's message names what was wrong.
+#define SAYS(text) CHECK(strstr(dshm_last_error(), text) != NULL, "message should mention \"%s\"", text)
+
+static char opts[4096];
+
+// A selector of bytes [2, 6) and [10, 12) of every event.
+static int pick(void *ctx, const char *md, size_t mdlen, size_t size, dshm_range *r, size_t cap, size_t *n) {
+	(void)md, (void)mdlen;
+	*(int *)ctx += 1;
+	if (size < 12) {
+		*n = 0;
+		return DSHM_OK;
+	}
+	if (cap < 2) {
+		*n = 2;
+		return DSHM_ERANGE;
+	}
+	r[0].offset = 2, r[0].size = 4;
+	r[1].offset = 10, r[1].size = 2;
+	*n = 2;
+	return DSHM_OK;
+}
+
+static char arena[1 << 16];
+static size_t arena_used;
+
+// An allocator handing out pieces of a static arena, in two buffers.
+static int carve(void *ctx, const char *md, size_t mdlen, size_t size, dshm_buffer *b, size_t cap, size_t *n) {
+	(void)ctx, (void)md, (void)mdlen, (void)cap;
+	if (arena_used + size > sizeof arena) {
+		return -100;
+	}
+	size_t half = size / 2;
+	b[0].data = arena + arena_used, b[0].size = half;
+	b[1].data = arena + arena_used + half, b[1].size = size - half;
+	arena_used += size;
+	*n = 2;
+	return DSHM_OK;
+}
+
+static int refuse(void *ctx, const char *md, size_t mdlen, size_t size, dshm_range *r, size_t cap, size_t *n) {
+	(void)ctx, (void)md, (void)mdlen, (void)size, (void)r, (void)cap, (void)n;
+	return -42;
+}
+
+struct seen {
+	int count;
+	uint64_t last;
+};
+
+static int count_events(void *ctx, dshm_event ev) {
+	struct seen *s = ctx;
+	dshm_event_info info;
+	if (dshm_event_get_info(ev, &info) != DSHM_OK) {
+		return -1;
+	}
+	s->count++;
+	s->last = info.id;
+	dshm_event_release(ev);
+	return s->count == 3 ? DSHM_ESTOP : DSHM_OK;
+}
+
+static void fill(unsigned char *p, size_t n, unsigned seed) {
+	for (size_t i = 0; i < n; i++) {
+		p[i] = (unsigned char)(seed * 31 + i * 7);
+	}
+}
+
+int main(int argc, char **argv) {
+	if (argc != 3) {
+		fprintf(stderr, "usage: api_test ROOT SHM\n");
+		return 2;
+	}
+	snprintf(opts, sizeof opts, "{\"root_path\": \"%s\", \"shm_path\": \"%s\"}", argv[1], argv[2]);
+
+	dshm_driver d = 0;
+	// Bad input to the driver.
+	IS(dshm_driver_open("shm", opts, NULL), DSHM_EINVAL);
+	IS(dshm_driver_open(NULL, opts, &d), DSHM_EINVAL);
+	IS(dshm_driver_open("nosuch", opts, &d), DSHM_ERROR);
+	SAYS("nosuch");
+	IS(dshm_driver_open("shm", "{not json", &d), DSHM_EJSON);
+	IS(dshm_driver_open("shm", "{\"bogus_option\": 1}", &d), DSHM_EINVAL);
+	SAYS("bogus_option");
+	CHECK(d == 0, "a failed open leaves the handle 0");
+	OK(dshm_driver_open("shm", opts, &d));
+
+	// Topics.
+	OK(dshm_topic_create(d, "frames", "{\"num_partitions\": 2, \"ring_size\": \"1MiB\"}", NULL, NULL, NULL));
+	IS(dshm_topic_create(d, "frames", NULL, NULL, NULL, NULL), DSHM_EEXISTS);
+	SAYS("frames");
+	OK(dshm_topic_create(d, "checked", NULL,
+	                     "{\"type\": \"schema\", \"schema\": {\"type\": \"object\", \"required\": [\"step\"]}}",
+	                     NULL, NULL));
+	IS(dshm_topic_create(d, "bad", NULL, "{\"type\": \"nosuch\"}", NULL, NULL), DSHM_EINVAL);
+	SAYS("nosuch");
+	int exists = -1;
+	OK(dshm_topic_exists(d, "frames", &exists));
+	CHECK(exists == 1, "frames exists");
+	OK(dshm_topic_exists(d, "other", &exists));
+	CHECK(exists == 0, "other does not exist");
+	size_t len = 0;
+	IS(dshm_topic_list(d, NULL, 0, &len), DSHM_ERANGE);
+	CHECK(len > 0, "the list's length is given");
+	char *list = malloc(len + 1);
+	OK(dshm_topic_list(d, list, len + 1, &len));
+	CHECK(strstr(list, "\"frames\"") && strstr(list, "\"checked\""), "list: %s", list);
+	free(list);
+
+	dshm_topic t = 0, tc = 0;
+	IS(dshm_topic_open(d, "missing", &t), DSHM_ENOTFOUND);
+	SAYS("missing");
+	OK(dshm_topic_open(d, "frames", &t));
+	OK(dshm_topic_open(d, "checked", &tc));
+	size_t np = 0;
+	OK(dshm_topic_num_partitions(t, &np));
+	CHECK(np == 2, "2 partitions, got %zu", np);
+	char buf[1024];
+	OK(dshm_topic_partitions(t, buf, sizeof buf, &len));
+	CHECK(strstr(buf, "\"id\":1") != NULL, "partitions: %s", buf);
+	OK(dshm_topic_plugins(tc, buf, sizeof buf, &len));
+	CHECK(strstr(buf, "schema") != NULL, "plugins: %s", buf);
+
+	// Producing.
+	dshm_producer p = 0;
+	IS(dshm_producer_open(t, "sim", "{\"batch_size\": 0}", &p), DSHM_EINVAL);
+	IS(dshm_producer_open(t, "sim", "{\"ordering\": \"sideways\"}", &p), DSHM_EINVAL);
+	SAYS("sideways");
+	IS(dshm_producer_open(t, "sim", "{\"batchsize\": 4}", &p), DSHM_EINVAL);
+	SAYS("batchsize");
+	OK(dshm_producer_open(t, "sim", "{\"batch_size\": 8, \"ordering\": \"strict\"}", &p));
+
+	enum { N = 40, SIZE = 1000 };
+	static unsigned char data[N][SIZE];
+	uint64_t ids[N];
+	for (int i = 0; i < N; i++) {
+		fill(data[i], SIZE, (unsigned)i);
+		char md[64];
+		int mdlen = snprintf(md, sizeof md, "{\"i\": %d}", i);
+		dshm_segment segs[2] = {{data[i], 300}, {data[i] + 300, SIZE - 300}};
+		dshm_future f = 0;
+		OK(dshm_producer_push(p, md, (size_t)mdlen, segs, 2, i % 2, &f));
+		OK(dshm_future_wait_id(f, 10000, &ids[i]));
+		int done = 0;
+		OK(dshm_future_completed(f, &done));
+		CHECK(done == 1, "a waited push is completed");
+		OK(dshm_future_release(f));
+		IS(dshm_future_release(f), DSHM_EHANDLE); // double release
+	}
+	// Bad pushes.
+	IS(dshm_producer_push(p, "{oops", 5, NULL, 0, DSHM_ANY_PARTITION, NULL), DSHM_EJSON);
+	IS(dshm_producer_push(p, NULL, 3, NULL, 0, DSHM_ANY_PARTITION, NULL), DSHM_EINVAL);
+	dshm_segment nullseg = {NULL, 10};
+	IS(dshm_producer_push(p, "{}", 2, &nullseg, 1, DSHM_ANY_PARTITION, NULL), DSHM_EINVAL);
+	IS(dshm_producer_push(p, "{}", 2, NULL, 1, DSHM_ANY_PARTITION, NULL), DSHM_EINVAL);
+	IS(dshm_producer_push(p, "{}", 2, NULL, 0, -7, NULL), DSHM_EINVAL);
+
+	// A refused event: the validator's error code. An untracked push that
+	// fails is reported by the next flush, once.
+	dshm_producer pc = 0;
+	OK(dshm_producer_open(tc, "", NULL, &pc)); // a name is made up
+	dshm_future f = 0;
+	OK(dshm_producer_push(pc, "{\"nostep\": 1}", 13, NULL, 0, DSHM_ANY_PARTITION, &f));
+	IS(dshm_future_wait_id(f, 10000, NULL), DSHM_EINVALID);
+	OK(dshm_future_release(f));
+	OK(dshm_producer_push(pc, "{\"nostep\": 2}", 13, NULL, 0, DSHM_ANY_PARTITION, NULL));
+	OK(dshm_producer_push(pc, "{\"step\": 3}", 11, NULL, 0, DSHM_ANY_PARTITION, NULL));
+	IS(dshm_producer_flush(pc, 10000), DSHM_EINVALID);
+	SAYS("1 untracked push(es) failed");
+	OK(dshm_producer_flush(pc, 10000));
+	OK(dshm_producer_close(pc));
+	IS(dshm_producer_push(pc, "{}", 2, NULL, 0, DSHM_ANY_PARTITION, NULL), DSHM_EHANDLE);
+
+	// Zero-copy produce.
+	dshm_claim cl = 0;
+	void *where = NULL;
+	OK(dshm_producer_claim(p, "{\"claimed\": true}", 17, 64, 0, &cl, &where));
+	CHECK(where != NULL, "a claim gives its memory");
+	memset(where, 0xab, 64);
+	uint64_t claimed_id = 0;
+	OK(dshm_claim_commit(cl, 10000, &claimed_id));
+	IS(dshm_claim_commit(cl, 10000, NULL), DSHM_EHANDLE);
+	OK(dshm_producer_claim(p, "{}", 2, 16, 0, &cl, &where));
+	OK(dshm_claim_abort(cl));
+	IS(dshm_claim_abort(cl), DSHM_EHANDLE);
+	IS(dshm_producer_claim(p, "{}", 2, 16, 0, NULL, &where), DSHM_EINVAL);
+	OK(dshm_producer_flush(p, 10000));
+
+	// Wrong kinds and dead handles.
+	IS(dshm_producer_push(t, "{}", 2, NULL, 0, DSHM_ANY_PARTITION, NULL), DSHM_EHANDLE);
+	SAYS("is a topic, not a producer");
+	IS(dshm_producer_push(0, "{}", 2, NULL, 0, DSHM_ANY_PARTITION, NULL), DSHM_EHANDLE);
+	IS(dshm_producer_push(987654321, "{}", 2, NULL, 0, DSHM_ANY_PARTITION, NULL), DSHM_EHANDLE);
+	IS(dshm_event_release(p), DSHM_EHANDLE);
+	IS(dshm_topic_release(p), DSHM_EHANDLE);
+
+	// Consuming everything, zero-copy, with the "all" flag.
+	dshm_consumer c = 0;
+	IS(dshm_consumer_open(t, "ana", "{\"data\": \"some\"}", NULL, NULL, NULL, &c), DSHM_EINVAL);
+	IS(dshm_consumer_open(t, NULL, NULL, NULL, NULL, NULL, &c), DSHM_EINVAL);
+	OK(dshm_consumer_open(t, "ana", "{\"data\": \"all\", \"targets\": [0]}", NULL, NULL, NULL, &c));
+	for (int i = 0; i < N; i += 2) {
+		dshm_event ev = 0;
+		OK(dshm_consumer_pull(c, 10000, &ev));
+		dshm_event_info info;
+		OK(dshm_event_get_info(ev, &info));
+		CHECK(info.id == ids[i], "event %d: id %llu, want %llu", i, (unsigned long long)info.id,
+		      (unsigned long long)ids[i]);
+		CHECK(info.partition == 0, "partition %zu", info.partition);
+		char want[64];
+		snprintf(want, sizeof want, "{\"i\":%d}", i);
+		CHECK(strcmp(info.metadata, want) == 0 && info.metadata_size == strlen(want), "metadata %s, want %s",
+		      info.metadata, want);
+		CHECK(strstr(info.partition_info, "\"id\":0") != NULL, "partition info %s", info.partition_info);
+		CHECK(info.data_size == SIZE, "data size %zu", info.data_size);
+		dshm_segment segs[4];
+		size_t n = 0;
+		IS(dshm_event_segments(ev, segs, 0, &n), DSHM_ERANGE);
+		OK(dshm_event_segments(ev, segs, 4, &n));
+		size_t off = 0;
+		for (size_t k = 0; k < n; k++) {
+			CHECK(memcmp(segs[k].data, data[i] + off, segs[k].size) == 0, "event %d segment %zu differs", i, k);
+			off += segs[k].size;
+		}
+		CHECK(off == SIZE, "segments add up to %zu", off);
+		unsigned char back[16];
+		size_t got = 0;
+		OK(dshm_event_read(ev, SIZE - 10, back, sizeof back, &got));
+		CHECK(got == 10 && memcmp(back, data[i] + SIZE - 10, 10) == 0, "read back %zu bytes", got);
+		OK(dshm_event_acknowledge(ev));
+		OK(dshm_event_release(ev));
+		IS(dshm_event_release(ev), DSHM_EHANDLE);
+		IS(dshm_event_get_info(ev, &info), DSHM_EHANDLE);
+	}
+	dshm_event ev = 0;
+	OK(dshm_consumer_pull(c, 10000, &ev)); // the claimed event, partition 0
+	dshm_event_info info;
+	OK(dshm_event_get_info(ev, &info));
+	CHECK(info.id == claimed_id && info.data_size == 64, "claimed event %llu of %zu bytes",
+	      (unsigned long long)info.id, info.data_size);
+	// A consumer closed while its event is held: the handle still answers,
+	// its data reads zeros or the old bytes, never faults.
+	OK(dshm_consumer_close(c));
+	OK(dshm_event_get_info(ev, &info));
+	unsigned char tmp[64];
+	OK(dshm_event_read(ev, 0, tmp, sizeof tmp, NULL));
+	IS(dshm_event_acknowledge(ev), DSHM_ECLOSED);
+	OK(dshm_event_release(ev));
+	IS(dshm_consumer_pull(c, 0, &ev), DSHM_EHANDLE);
+
+	// Nothing there: a timeout, then the pull that was on its way.
+	OK(dshm_consumer_open(t, "late", "{\"targets\": [1]}", NULL, NULL, NULL, &c));
+	for (int i = 1; i < N; i += 2) {
+		OK(dshm_consumer_pull(c, 10000, &ev));
+		OK(dshm_event_get_info(ev, &info));
+		CHECK(info.data_size == 0 && info.num_segments == 0, "metadata only: %zu bytes", info.data_size);
+		OK(dshm_event_release(ev));
+	}
+	IS(dshm_consumer_pull(c, 20, &ev), DSHM_ETIMEOUT);
+	OK(dshm_producer_push(p, "{\"late\": 1}", 11, NULL, 0, 1, NULL));
+	OK(dshm_producer_flush(p, 10000));
+	OK(dshm_consumer_pull(c, 10000, &ev));
+	OK(dshm_event_get_info(ev, &info));
+	CHECK(strcmp(info.metadata, "{\"late\":1}") == 0, "late event %s", info.metadata);
+	OK(dshm_event_release(ev));
+	dshm_future pf = 0;
+	OK(dshm_consumer_pull_async(c, &pf));
+	IS(dshm_future_wait_event(pf, 10, &ev), DSHM_ETIMEOUT);
+	IS(dshm_future_wait_id(pf, 10, NULL), DSHM_EINVAL);
+	OK(dshm_producer_push(p, "{\"later\": 2}", 12, NULL, 0, 1, NULL));
+	OK(dshm_producer_flush(p, 10000));
+	OK(dshm_future_wait_event(pf, 10000, &ev));
+	dshm_event again = 0;
+	IS(dshm_future_wait_event(pf, 10000, &again), DSHM_EINVAL); // handed out once
+	CHECK(again == 0, "a failed call leaves its handle 0");
+	OK(dshm_future_release(pf));
+	OK(dshm_event_release(ev));
+	OK(dshm_consumer_close(c));
+
+	// A selector and an allocator.
+	int calls = 0;
+	OK(dshm_consumer_open(t, "sel", "{\"targets\": [0]}", pick, carve, &calls, &c));
+	OK(dshm_consumer_pull(c, 10000, &ev));
+	OK(dshm_event_get_info(ev, &info));
+	CHECK(calls >= 1, "the selector was called");
+	CHECK(info.data_size == 6 && info.num_segments == 2, "selected %zu bytes in %zu", info.data_size,
+	      info.num_segments);
+	dshm_segment segs[2];
+	size_t n = 0;
+	OK(dshm_event_segments(ev, segs, 2, &n));
+	CHECK((char *)segs[0].data >= arena && (char *)segs[0].data < arena + sizeof arena,
+	      "the data is in the allocator's memory");
+	unsigned char sel[6];
+	OK(dshm_event_read(ev, 0, sel, 6, NULL));
+	CHECK(memcmp(sel, data[0] + 2, 4) == 0 && memcmp(sel + 4, data[0] + 10, 2) == 0, "selected bytes differ");
+	OK(dshm_event_release(ev));
+	OK(dshm_consumer_close(c));
+
+	// A selector that fails fails the pull, naming it.
+	OK(dshm_consumer_open(t, "refused", NULL, refuse, NULL, NULL, &c));
+	IS(dshm_consumer_pull(c, 10000, &ev), DSHM_ERROR);
+	SAYS("-42");
+	OK(dshm_consumer_close(c));
+
+	// Process, stopped by the processor after 3 events.
+	struct seen s = {0, 0};
+	OK(dshm_consumer_open(t, "proc", NULL, NULL, NULL, NULL, &c));
+	OK(dshm_consumer_process(c, count_events, &s, 10000, 0, 0));
+	CHECK(s.count == 3, "processed %d", s.count);
+	IS(dshm_consumer_process(c, NULL, NULL, 0, 0, 0), DSHM_EINVAL);
+	OK(dshm_consumer_close(c));
+
+	// The end of the stream.
+	OK(dshm_producer_close(p));
+	OK(dshm_topic_mark_complete(t));
+	OK(dshm_consumer_open(t, "end", "{\"targets\": [1]}", NULL, NULL, NULL, &c));
+	uint64_t last = 0;
+	for (;;) {
+		OK(dshm_consumer_pull(c, 10000, &ev));
+		OK(dshm_event_get_info(ev, &info));
+		OK(dshm_event_release(ev));
+		if (info.id == DSHM_NO_MORE_EVENTS) {
+			break;
+		}
+		last = info.id;
+	}
+	CHECK(last > 0, "read to the end");
+	OK(dshm_consumer_close(c));
+
+	// Thread pools.
+	dshm_thread_pool tp = 0;
+	size_t count = 9;
+	OK(dshm_driver_make_thread_pool(d, 2, &tp));
+	OK(dshm_thread_pool_count(tp, &count));
+	CHECK(count == 2, "pool of %zu", count);
+	OK(dshm_thread_pool_release(tp));
+	IS(dshm_thread_pool_count(tp, &count), DSHM_EHANDLE);
+
+	// fork: the child's calls fail at once with DSHM_EFORK, no hang.
+	pid_t pid = fork();
+	if (pid == 0) {
+		int rc = dshm_topic_exists(d, "frames", &exists);
+		_exit(rc == DSHM_EFORK && strstr(dshm_last_error(), "spawn") ? 0 : 1);
+	}
+	int wst = 0;
+	waitpid(pid, &wst, 0);
+	CHECK(WIFEXITED(wst) && WEXITSTATUS(wst) == 0, "the forked child got DSHM_EFORK");
+	OK(dshm_topic_exists(d, "frames", &exists)); // the parent goes on
+
+	OK(dshm_topic_release(t));
+	OK(dshm_topic_release(tc));
+	OK(dshm_driver_close(d));
+	IS(dshm_driver_close(d), DSHM_EHANDLE);
+	CHECK(strcmp(dshm_version(), "") != 0, "a version");
+
+	if (failures) {
+		fprintf(stderr, "%d checks failed\n", failures);
+		return 1;
+	}
+	printf("ok\n");
+	return 0;
+}
