@@ -27,6 +27,21 @@ type cConsumer struct {
 
 	partsMu sync.Mutex
 	parts   map[string]int // partition information → index
+
+	copies bool // data copied into C memory its events free
+}
+
+// mallocCopy is the allocator of "data": "copy": one C buffer, freed with
+// the event's handle.
+func mallocCopy(_ diaspora.Metadata, d diaspora.DataDescriptor) (diaspora.DataView, error) {
+	if d.Size() == 0 {
+		return nil, nil
+	}
+	p := C.malloc(C.size_t(d.Size()))
+	if p == nil {
+		return nil, fmt.Errorf("diaspora_shm: out of C memory for %d bytes of data", d.Size())
+	}
+	return diaspora.DataView{unsafe.Slice((*byte)(p), d.Size())}, nil
 }
 
 type consumerArgs struct {
@@ -163,8 +178,13 @@ func dshmgo_consumer_open(h C.dshm_topic, name, argsJSON *C.char, sel C.dshm_sel
 	case a.Data == "" || a.Data == "none":
 	case a.Data == "all":
 		args = append(args, diaspora.FullDataSelector)
+	case a.Data == "copy":
+		if alloc != nil {
+			return fail(invalid("dshm_consumer_open: both an allocator and \"data\": \"copy\""))
+		}
+		args = append(args, diaspora.FullDataSelector, diaspora.DataAllocator(mallocCopy))
 	default:
-		return fail(invalid("dshm_consumer_open: data %q: want \"none\" or \"all\"", a.Data))
+		return fail(invalid("dshm_consumer_open: data %q: want \"none\", \"all\" or \"copy\"", a.Data))
 	}
 	if alloc != nil {
 		args = append(args, cAllocator(alloc, ctx))
@@ -173,7 +193,7 @@ func dshmgo_consumer_open(h C.dshm_topic, name, argsJSON *C.char, sel C.dshm_sel
 	if err != nil {
 		return fail(err)
 	}
-	*out = C.dshm_consumer(newHandle(&cConsumer{c: c, parts: map[string]int{}}))
+	*out = C.dshm_consumer(newHandle(&cConsumer{c: c, parts: map[string]int{}, copies: a.Data == "copy"}))
 	return C.DSHM_OK
 }
 
@@ -324,6 +344,8 @@ type cEvent struct {
 	size   int
 	pinner runtime.Pinner
 
+	owned bool // data from mallocCopy
+
 	mu       sync.Mutex
 	released bool
 }
@@ -331,7 +353,7 @@ type cEvent struct {
 func (c *cConsumer) newEvent(ev diaspora.Event) *cEvent {
 	md := ev.Metadata().Bytes()
 	pi := ev.Partition().Metadata.Bytes()
-	e := &cEvent{ev: ev, mdLen: len(md), piLen: len(pi), data: ev.Data(), part: c.partitionIndex(pi)}
+	e := &cEvent{ev: ev, mdLen: len(md), piLen: len(pi), data: ev.Data(), part: c.partitionIndex(pi), owned: c.copies}
 	e.cmem = C.malloc(C.size_t(len(md) + len(pi) + 2))
 	if e.cmem == nil {
 		panic("out of C memory for an event's metadata")
@@ -382,6 +404,10 @@ func (e *cEvent) free() {
 	C.free(e.cmem)
 	e.cmem = nil
 	e.pinner.Unpin()
+	if e.owned && len(e.data) > 0 && len(e.data[0]) > 0 {
+		C.free(unsafe.Pointer(unsafe.SliceData(e.data[0])))
+	}
+	e.data = nil
 }
 
 //export dshmgo_event_get_info

@@ -228,7 +228,10 @@ int dshm_future_release(dshm_future f);
  * restarts). args_json (NULL for defaults):
  *   {"batch_size": N or "adaptive", "max_num_batches": N,
  *    "targets": [partition, ...], "thread_pool": <pool handle>,
- *    "data": "none" | "all",   (no selector: metadata only, or all data)
+ *    "data": "none" | "all" | "copy",
+ *            (without a selector: metadata only; all data, in place; all
+ *             data copied into memory of the library's that the event's
+ *             release frees)
  *    "options": {...}}
  * selector (may be NULL: then "data" decides) picks the data of each event;
  * allocator (may be NULL) gives memory to copy it into. Without an

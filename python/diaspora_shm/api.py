@@ -1,0 +1,887 @@
+"""diaspora_shm.api: a drop-in for the module ``diaspora_stream.api`` of the
+Diaspora Streaming API's Python binding, over the rings of diaspora-shm.
+
+Change ``from diaspora_stream.api import ...`` to
+``from diaspora_shm.api import ...`` and open ``Driver(backend="shm",
+options={...})``; the rest of the code stays.
+
+Beyond upstream: a consumer with a data selector and no allocator gets
+``Event.data`` as read-only memoryviews of the shared memory itself (no
+copy; ``numpy.frombuffer`` over them copies nothing either), valid until the
+event is acknowledged. Such a view never points at unmapped memory: after
+the consumer or driver closes it reads zeros.
+
+The library's threads do not survive ``fork``: in a child forked after this
+module was imported (``multiprocessing``'s default start method on Linux)
+every call raises an Exception saying so. Use
+``multiprocessing.set_start_method("spawn")``.
+"""
+
+import collections
+import ctypes
+import enum
+import json
+import sys
+import threading
+
+from . import _lib
+from ._lib import Exception, lib  # noqa: A004 - the upstream name
+
+__all__ = [
+    "AdaptiveBatchSize",
+    "ByteArrayAllocator",
+    "ClientException",
+    "Consumer",
+    "DataDescriptor",
+    "Driver",
+    "Event",
+    "Exception",
+    "FullDataSelector",
+    "InfiniteEvents",
+    "Ordering",
+    "PartitionSelector",
+    "Producer",
+    "Serializer",
+    "ThreadPool",
+    "TopicHandle",
+    "Validator",
+]
+
+ClientException = Exception
+
+AdaptiveBatchSize = 2**64 - 1
+InfiniteEvents = 2**64 - 1
+_NO_MORE = _lib.NO_MORE_EVENTS
+
+
+class Ordering(enum.Enum):
+    Strict = 0
+    Loose = 1
+
+
+def _dumps(obj):
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _json_arg(obj, what):
+    if obj is None:
+        return None
+    if isinstance(obj, (bytes, bytearray)):
+        return bytes(obj)
+    if isinstance(obj, str):
+        return obj.encode()
+    try:
+        return _dumps(obj).encode()
+    except (TypeError, ValueError) as e:
+        raise Exception(f"diaspora_shm: {what} is not JSON-serializable: {e}", _lib.EINVAL) from None
+
+
+def _live(obj, what):
+    h = getattr(obj, "_h", 0)
+    if not h:
+        raise Exception(f"diaspora_shm: the {what} is closed", _lib.ECLOSED)
+    return h
+
+
+def _release(fn, h):
+    """Releases a handle from a finalizer: quietly, also after fork."""
+    if h and not sys.is_finalizing():
+        try:
+            fn(h)
+        except BaseException:  # noqa: BLE001 - a finalizer must not raise
+            pass
+
+
+# ---- plug-in configurations ----
+
+
+class _Plugin:
+    """A plug-in configuration, {"type": name, ...}, kept in the topic."""
+
+    _kind = "plug-in"
+
+    def __init__(self, metadata):
+        if not isinstance(metadata, dict):
+            raise Exception(f"diaspora_shm: a {self._kind} configuration must be a dict, not {type(metadata).__name__}", _lib.EINVAL)
+        self.metadata = dict(metadata)
+
+    @classmethod
+    def from_metadata(cls, metadata=None, **kwargs):
+        md = dict(metadata or {})
+        md.update(kwargs)
+        md.setdefault("type", "default")
+        return cls(md)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.metadata!r})"
+
+
+class Validator(_Plugin):
+    _kind = "validator"
+
+
+class Serializer(_Plugin):
+    _kind = "serializer"
+
+
+class PartitionSelector(_Plugin):
+    _kind = "partition selector"
+
+
+# ---- data descriptors ----
+
+
+class DataDescriptor:
+    """Where an event's data lives and which of its bytes are selected.
+    Views are relative to the view they are made from, so they compose."""
+
+    __slots__ = ("_location", "_base", "_segs", "_size")
+
+    def __init__(self, location="", size=0):
+        if size < 0:
+            raise Exception(f"diaspora_shm: DataDescriptor size {size} is negative", _lib.EINVAL)
+        self._location = location
+        self._base = size
+        self._segs = [(0, size)] if size > 0 else []
+        self._size = size
+
+    @property
+    def size(self):
+        return self._size
+
+    @property
+    def location(self):
+        return self._location
+
+    def flatten(self):
+        """The selected (offset, size) ranges of the base data, in order."""
+        return list(self._segs)
+
+    def __repr__(self):
+        return f"DataDescriptor(location={self._location!r}, size={self._size}, segments={self._segs})"
+
+    def __eq__(self, other):
+        return isinstance(other, DataDescriptor) and (self._location, self._base, self._segs) == (
+            other._location, other._base, other._segs)
+
+    def _empty(self):
+        d = DataDescriptor(self._location, 0)
+        d._base = self._base
+        return d
+
+    def _compose(self, ranges):
+        out = self._empty()
+        i, start = 0, 0
+        for off, size in ranges:
+            while size > 0:
+                while off >= start + self._segs[i][1]:
+                    start += self._segs[i][1]
+                    i += 1
+                p_off, p_size = self._segs[i]
+                within = off - start
+                n = min(size, p_size - within)
+                s = (p_off + within, n)
+                out._size += n
+                if out._segs and out._segs[-1][0] + out._segs[-1][1] == s[0]:
+                    out._segs[-1] = (out._segs[-1][0], out._segs[-1][1] + n)
+                else:
+                    out._segs.append(s)
+                off += n
+                size -= n
+        return out
+
+    def make_sub_view(self, *, offset, size):
+        """size bytes from offset; past the end gives an empty view, a size
+        past the end is clipped."""
+        if offset < 0 or size < 0:
+            raise Exception(f"diaspora_shm: sub-view (offset {offset}, size {size}): negative value", _lib.EINVAL)
+        if offset >= self._size or size == 0:
+            return self._empty()
+        return self._compose([(offset, min(size, self._size - offset))])
+
+    def make_stride_view(self, *, offset, num_blocks, block_size, gap_size):
+        """num_blocks blocks of block_size bytes, gap_size apart, from offset;
+        a view running past the end is an error."""
+        def bad(why):
+            return Exception(
+                f"diaspora_shm: strided view (offset {offset}, {num_blocks} blocks of {block_size}, "
+                f"gap {gap_size}) over {self._size} bytes: {why}", _lib.EINVAL)
+        if min(offset, num_blocks, block_size, gap_size) < 0:
+            raise bad("negative value")
+        if num_blocks == 0 or block_size == 0:
+            if offset > self._size:
+                raise bad("offset past the end")
+            return self._empty()
+        if offset + num_blocks * block_size + (num_blocks - 1) * gap_size > self._size:
+            raise bad("runs past the end")
+        stride = block_size + gap_size
+        return self._compose([(offset + i * stride, block_size) for i in range(num_blocks)])
+
+    def make_unstructured_view(self, *, segments):
+        """The given (offset, size) segments: increasing, not overlapping,
+        within the view; adjacent ones merge."""
+        ranges, end = [], 0
+        for i, seg in enumerate(segments):
+            off, size = seg
+            def bad(why):
+                return Exception(
+                    f"diaspora_shm: unstructured view over {self._size} bytes: segment {i} "
+                    f"(offset {off}, size {size}): {why}", _lib.EINVAL)
+            if off < 0 or size < 0:
+                raise bad("negative value")
+            if off < end:
+                raise bad("overlaps or comes before the previous segment")
+            if off > self._size or size > self._size - off:
+                raise bad("runs past the end")
+            if size == 0:
+                continue
+            ranges.append((off, size))
+            end = off + size
+        if not ranges:
+            return self._empty()
+        return self._compose(ranges)
+
+
+def FullDataSelector(metadata, descriptor):
+    """Selects all of an event's data."""
+    return descriptor
+
+
+def ByteArrayAllocator(metadata, descriptor):
+    """One new bytearray of the selected size."""
+    return [bytearray(descriptor.size)]
+
+
+# ---- thread pools ----
+
+
+class ThreadPool:
+    """A pool of the library's threads (0: work runs in the calling thread)."""
+
+    def __init__(self, handle):
+        self._h = handle
+
+    @property
+    def thread_count(self):
+        n = _lib.size_t()
+        _lib.check(lib.dshm_thread_pool_count(_live(self, "thread pool"), ctypes.byref(n)))
+        return n.value
+
+    def __del__(self):
+        _release(lib.dshm_thread_pool_release, getattr(self, "_h", 0))
+
+
+# ---- driver ----
+
+
+class Driver:
+    """An open driver: backend "shm" with the options of the Go driver
+    (root_path, shm_path)."""
+
+    def __init__(self, *, backend="shm", options=None):
+        self._h = 0
+        h = _lib.u64()
+        _lib.check(lib.dshm_driver_open(str(backend).encode(), _json_arg(options or {}, "options"), ctypes.byref(h)))
+        self._h = h.value
+        self._default_pool = None
+
+    @staticmethod
+    def new(name, metadata=None):
+        """The upstream factory: Driver.new("shm", {...})."""
+        return Driver(backend=name, options=metadata)
+
+    def close(self):
+        h, self._h = self._h, 0
+        if h:
+            _lib.check(lib.dshm_driver_close(h))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        _release(lib.dshm_driver_close, getattr(self, "_h", 0))
+
+    def create_topic(self, name, *, options=None, validator=None, partition_selector=None, serializer=None):
+        def cfg(p, cls):
+            if p is None:
+                return None
+            if isinstance(p, dict):
+                p = cls(p)
+            if not isinstance(p, cls):
+                raise Exception(f"diaspora_shm: create_topic: want a {cls.__name__}, not {type(p).__name__}", _lib.EINVAL)
+            return _json_arg(p.metadata, cls.__name__)
+        _lib.check(lib.dshm_topic_create(
+            _live(self, "driver"), str(name).encode(), _json_arg(options or {}, "options"),
+            cfg(validator, Validator), cfg(partition_selector, PartitionSelector), cfg(serializer, Serializer)))
+
+    def open_topic(self, name):
+        h = _lib.u64()
+        _lib.check(lib.dshm_topic_open(_live(self, "driver"), str(name).encode(), ctypes.byref(h)))
+        return TopicHandle(self, h.value, str(name))
+
+    def topic_exists(self, name):
+        e = ctypes.c_int()
+        _lib.check(lib.dshm_topic_exists(_live(self, "driver"), str(name).encode(), ctypes.byref(e)))
+        return bool(e.value)
+
+    def list_topics(self):
+        return json.loads(_lib.read_text(lib.dshm_topic_list, _live(self, "driver"), "list_topics"))
+
+    def make_thread_pool(self, count):
+        h = _lib.u64()
+        _lib.check(lib.dshm_driver_make_thread_pool(_live(self, "driver"), int(count), ctypes.byref(h)))
+        return ThreadPool(h.value)
+
+    @property
+    def default_thread_pool(self):
+        if self._default_pool is None:
+            h = _lib.u64()
+            _lib.check(lib.dshm_driver_default_thread_pool(_live(self, "driver"), ctypes.byref(h)))
+            self._default_pool = ThreadPool(h.value)
+        return self._default_pool
+
+
+# ---- topics ----
+
+
+class TopicHandle:
+    def __init__(self, driver, handle, name):
+        self._driver = driver
+        self._h = handle
+        self._name = name
+        self._partitions = None
+        self._plugins = None
+
+    def __del__(self):
+        _release(lib.dshm_topic_release, getattr(self, "_h", 0))
+
+    @property
+    def name(self):
+        return self._name
+
+    @property
+    def driver(self):
+        return self._driver
+
+    @property
+    def partitions(self):
+        if self._partitions is None:
+            self._partitions = json.loads(_lib.read_text(lib.dshm_topic_partitions, _live(self, "topic"), "partitions"))
+        return [dict(p) for p in self._partitions]
+
+    def _plugin(self, key, cls):
+        if self._plugins is None:
+            self._plugins = json.loads(_lib.read_text(lib.dshm_topic_plugins, _live(self, "topic"), "plugins"))
+        return cls(self._plugins[key])
+
+    @property
+    def validator(self):
+        return self._plugin("validator", Validator)
+
+    @property
+    def partition_selector(self):
+        return self._plugin("partition_selector", PartitionSelector)
+
+    @property
+    def serializer(self):
+        return self._plugin("serializer", Serializer)
+
+    def mark_as_complete(self):
+        _lib.check(lib.dshm_topic_mark_complete(_live(self, "topic")))
+
+    def producer(self, name="", *, batch_size=AdaptiveBatchSize, max_num_batches=2,
+                 ordering=Ordering.Strict, thread_pool=None, options=None):
+        args = _common_args(batch_size, max_num_batches, thread_pool, options)
+        if not isinstance(ordering, Ordering):
+            raise Exception(f"diaspora_shm: ordering {ordering!r}: want Ordering.Strict or Ordering.Loose", _lib.EINVAL)
+        args["ordering"] = "loose" if ordering is Ordering.Loose else "strict"
+        h = _lib.u64()
+        _lib.check(lib.dshm_producer_open(_live(self, "topic"), str(name).encode(), _dumps(args).encode(), ctypes.byref(h)))
+        return Producer(self, h.value, name, batch_size, max_num_batches, ordering, thread_pool)
+
+    def consumer(self, name, *, data_selector=None, data_allocator=None, batch_size=AdaptiveBatchSize,
+                 max_num_batches=2, thread_pool=None, targets=None, options=None):
+        return Consumer(self, name, data_selector, data_allocator, batch_size, max_num_batches,
+                        thread_pool, targets, options)
+
+
+def _common_args(batch_size, max_num_batches, thread_pool, options):
+    args = {}
+    if batch_size == AdaptiveBatchSize or batch_size is None:
+        args["batch_size"] = "adaptive"
+    elif isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size > 0:
+        args["batch_size"] = batch_size
+    else:
+        raise Exception(f"diaspora_shm: batch_size {batch_size!r}: want a positive int or AdaptiveBatchSize", _lib.EINVAL)
+    if not isinstance(max_num_batches, int) or isinstance(max_num_batches, bool) or max_num_batches < 1:
+        raise Exception(f"diaspora_shm: max_num_batches {max_num_batches!r}: want a positive int", _lib.EINVAL)
+    args["max_num_batches"] = max_num_batches
+    if thread_pool is not None:
+        if not isinstance(thread_pool, ThreadPool):
+            raise Exception(f"diaspora_shm: thread_pool: want a ThreadPool, not {type(thread_pool).__name__}", _lib.EINVAL)
+        args["thread_pool"] = _live(thread_pool, "thread pool")
+    if options:
+        if not isinstance(options, dict):
+            raise Exception(f"diaspora_shm: options: want a dict, not {type(options).__name__}", _lib.EINVAL)
+        args["options"] = options
+    return args
+
+
+# ---- producers ----
+
+
+class _Push:
+    """One push in flight: its future handle and the buffers it reads."""
+
+    __slots__ = ("h", "bufs", "done", "__weakref__")
+
+    def __init__(self, h, bufs):
+        self.h, self.bufs, self.done = h, bufs, False
+
+    def completed(self):
+        if self.done:
+            return True
+        d = ctypes.c_int()
+        _lib.check(lib.dshm_future_completed(self.h, ctypes.byref(d)))
+        if d.value:
+            self.finish()
+        return self.done
+
+    def finish(self):
+        self.done = True
+        for b in self.bufs:
+            b.release()
+        self.bufs = ()
+
+    def __del__(self):
+        _release(lib.dshm_future_release, self.h)
+
+
+class PushFuture:
+    """The future of a push: wait() gives the event ID."""
+
+    __slots__ = ("_push", "_id")
+
+    def __init__(self, push):
+        self._push, self._id = push, None
+
+    def wait(self, *, timeout_ms=-1):
+        """The event's ID, or None when the push is not done within timeout_ms
+        (negative: wait forever)."""
+        if self._id is not None:
+            return self._id
+        v = _lib.u64()
+        rc = lib.dshm_future_wait_id(self._push.h, int(timeout_ms), ctypes.byref(v))
+        if rc == _lib.TIMEOUT:
+            return None
+        self._push.finish()
+        _lib.check(rc, "push")
+        self._id = v.value
+        return self._id
+
+    @property
+    def completed(self):
+        return self._push.completed()
+
+
+class FlushFuture:
+    __slots__ = ("_p", "_done")
+
+    def __init__(self, producer, done):
+        self._p, self._done = producer, done
+
+    def wait(self, *, timeout_ms=-1):
+        """True once every earlier push is written; False on timeout."""
+        if self._done:
+            return True
+        rc = lib.dshm_producer_flush(_live(self._p, "producer"), int(timeout_ms))
+        if rc == _lib.TIMEOUT:
+            return False
+        _lib.check(rc, "flush")
+        self._p._prune(all_done=True)
+        self._done = True
+        return True
+
+    @property
+    def completed(self):
+        return self._done or self.wait(timeout_ms=0)
+
+
+class Producer:
+    def __init__(self, topic, handle, name, batch_size, max_num_batches, ordering, thread_pool):
+        self._topic = topic
+        self._h = handle
+        self._name = name
+        self._batch_size = batch_size
+        self._max_num_batches = max_num_batches
+        self._ordering = ordering
+        self._thread_pool = thread_pool
+        self._inflight = collections.deque()  # pushes whose buffers are held
+        self._lock = threading.RLock()
+
+    name = property(lambda self: self._name)
+    topic = property(lambda self: self._topic)
+    batch_size = property(lambda self: self._batch_size)
+    max_num_batches = property(lambda self: self._max_num_batches)
+    ordering = property(lambda self: self._ordering)
+
+    @property
+    def thread_pool(self):
+        return self._thread_pool if self._thread_pool is not None else self._topic.driver.default_thread_pool
+
+    def push(self, metadata, data=None, *, partition=None):
+        """Pushes an event: metadata a dict (or any JSON value) or a JSON
+        string; data one buffer-protocol object or a list of them, held
+        until the push is done."""
+        h = _live(self, "producer")
+        md = metadata.encode() if isinstance(metadata, str) else _json_arg(metadata, "metadata")
+        if data is None:
+            parts = ()
+        elif isinstance(data, (list, tuple)):
+            parts = data
+        else:
+            parts = (data,)
+        bufs = [_lib.HeldBuffer(p, what=f"data segment {i}") for i, p in enumerate(parts)]
+        segs = (_lib.Segment * max(len(bufs), 1))()
+        for i, b in enumerate(bufs):
+            segs[i].data, segs[i].size = b.address, b.size
+        if partition is None:
+            part = _lib.ANY_PARTITION
+        elif isinstance(partition, int) and not isinstance(partition, bool) and partition >= 0:
+            part = partition
+        else:
+            for b in bufs:
+                b.release()
+            raise Exception(f"diaspora_shm: partition {partition!r}: want a non-negative int or None", _lib.EINVAL)
+        f = _lib.u64()
+        rc = lib.dshm_producer_push(h, md, len(md), segs, len(bufs), part, ctypes.byref(f))
+        if rc != _lib.OK:
+            for b in bufs:
+                b.release()
+            _lib.check(rc, "push")
+        p = _Push(f.value, bufs)
+        if bufs:
+            with self._lock:
+                self._inflight.append(p)
+                if len(self._inflight) > 64:
+                    self._prune()
+        return PushFuture(p)
+
+    def _prune(self, all_done=False):
+        """Lets go of the buffers of completed pushes, oldest first."""
+        with self._lock:
+            q = self._inflight
+            while q and (all_done or q[0].completed()):
+                q.popleft().finish()
+
+    def flush(self):
+        """Writes out every push so far; the future's wait() says when done."""
+        rc = lib.dshm_producer_flush(_live(self, "producer"), 0)
+        if rc == _lib.TIMEOUT:
+            return FlushFuture(self, False)
+        _lib.check(rc, "flush")
+        self._prune(all_done=True)
+        return FlushFuture(self, True)
+
+    def close(self):
+        h, self._h = self._h, 0
+        if h:
+            try:
+                _lib.check(lib.dshm_producer_close(h))
+            finally:
+                self._prune(all_done=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        # Close first: it waits for the pushes, whose buffers go after.
+        _release(lib.dshm_producer_close, getattr(self, "_h", 0))
+        for p in getattr(self, "_inflight", ()):
+            p.finish()
+
+
+# ---- consumers ----
+
+# One huge array type: a view of n bytes at an address is a slice of it, so
+# no ctypes type is made per size.
+_Window = ctypes.c_char * (1 << 46)
+
+
+def _view(address, size, owner, readonly):
+    arr = _Window.from_address(address)
+    arr._owner = owner  # keeps the event (and its memory) alive with the view
+    mv = memoryview(arr).cast("B")[:size]
+    return mv.toreadonly() if readonly else mv
+
+
+class _EventHandle:
+    """Owns an event handle; released when the Event and its views are gone."""
+
+    __slots__ = ("h",)
+
+    def __init__(self, h):
+        self.h = h
+
+    def __del__(self):
+        _release(lib.dshm_event_release, self.h)
+
+
+class Event:
+    """An event: metadata (dict), data (list of buffers), event_id (None at
+    the end of the stream), partition (dict)."""
+
+    __slots__ = ("_owner", "_id", "_md", "_md_bytes", "_partition", "_data", "_consumer", "__weakref__")
+
+    def __init__(self, consumer, h):
+        self._owner = _EventHandle(h)
+        self._consumer = consumer
+        info = _lib.EventInfo()
+        _lib.check(lib.dshm_event_get_info(h, ctypes.byref(info)))
+        self._id = None if info.id == _NO_MORE else info.id
+        self._md_bytes = ctypes.string_at(info.metadata, info.metadata_size) if info.metadata_size else b"{}"
+        self._md = None
+        self._partition = info.partition_info
+        self._data = consumer._event_data(h, info, self._owner)
+
+    @property
+    def event_id(self):
+        return self._id
+
+    @property
+    def metadata(self):
+        if self._md is None:
+            self._md = json.loads(self._md_bytes)
+        return self._md
+
+    @property
+    def data(self):
+        return self._data
+
+    @property
+    def partition(self):
+        if isinstance(self._partition, bytes):
+            self._partition = json.loads(self._partition)
+        return self._partition
+
+    def acknowledge(self):
+        """This event and every earlier one of its partition are done for
+        the consumer's name."""
+        if self._id is None:
+            return
+        _lib.check(lib.dshm_event_acknowledge(self._owner.h), "acknowledge")
+
+    def __repr__(self):
+        return f"Event(event_id={self._id}, metadata={self._md_bytes.decode(errors='replace')})"
+
+
+class PullFuture:
+    __slots__ = ("_c", "_h", "_event")
+
+    def __init__(self, consumer, h):
+        self._c, self._h, self._event = consumer, h, None
+
+    def wait(self, *, timeout_ms=-1):
+        """The next Event, or None when none came within timeout_ms (the
+        future may be waited again)."""
+        if self._event is not None:
+            return self._event
+        ev = _lib.u64()
+        rc = lib.dshm_future_wait_event(self._h, int(timeout_ms), ctypes.byref(ev))
+        if rc == _lib.TIMEOUT:
+            return None
+        self._c._raise_callback_error()
+        _lib.check(rc, "pull")
+        self._event = Event(self._c, ev.value)
+        return self._event
+
+    def completed(self):
+        if self._event is not None:
+            return True
+        d = ctypes.c_int()
+        _lib.check(lib.dshm_future_completed(self._h, ctypes.byref(d)))
+        return bool(d.value)
+
+    def __del__(self):
+        _release(lib.dshm_future_release, getattr(self, "_h", 0))
+
+
+class Consumer:
+    def __init__(self, topic, name, selector, allocator, batch_size, max_num_batches, thread_pool, targets, options):
+        self._h = 0
+        self._topic = topic
+        self._name = name
+        self._selector = selector
+        self._allocator = allocator
+        self._batch_size = batch_size
+        self._max_num_batches = max_num_batches
+        self._thread_pool = thread_pool
+        self._error = None  # an exception raised in a callback, re-raised by the pull
+        self._allocated = {}  # address of an allocation → the allocator's buffers
+        self._lock = threading.Lock()
+        args = _common_args(batch_size, max_num_batches, thread_pool, options)
+        if targets is not None:
+            args["targets"] = [int(t) for t in targets]
+        sel_cb = _lib.SELECTOR()
+        alloc_cb = _lib.ALLOCATOR()
+        self._zero_copy = False
+        if selector is None and allocator is None:
+            args["data"] = "copy"  # upstream loads all the data into memory of the event's
+        elif selector is FullDataSelector:
+            args["data"] = "all"
+        elif selector is not None:
+            if not callable(selector):
+                raise Exception("diaspora_shm: data_selector is not callable", _lib.EINVAL)
+            sel_cb = _lib.SELECTOR(self._select)
+        if allocator is not None:
+            if not callable(allocator):
+                raise Exception("diaspora_shm: data_allocator is not callable", _lib.EINVAL)
+            alloc_cb = _lib.ALLOCATOR(self._allocate)
+        elif selector is not None:
+            self._zero_copy = True
+        self._callbacks = (sel_cb, alloc_cb)  # alive as long as the consumer
+        h = _lib.u64()
+        _lib.check(lib.dshm_consumer_open(_live(topic, "topic"), str(name).encode(), _dumps(args).encode(),
+                                          sel_cb, alloc_cb, None, ctypes.byref(h)))
+        self._h = h.value
+
+    name = property(lambda self: self._name)
+    topic = property(lambda self: self._topic)
+    batch_size = property(lambda self: self._batch_size)
+    max_num_batches = property(lambda self: self._max_num_batches)
+    data_selector = property(lambda self: self._selector)
+    data_allocator = property(lambda self: self._allocator)
+
+    @property
+    def thread_pool(self):
+        return self._thread_pool if self._thread_pool is not None else self._topic.driver.default_thread_pool
+
+    # Callbacks from the library; an exception is kept for the pull to raise.
+
+    def _select(self, ctx, md, md_size, size, ranges, cap, n):
+        try:
+            meta = json.loads(ctypes.string_at(md, md_size)) if md_size else {}
+            d = self._selector(meta, DataDescriptor("", size))
+            if d is None:
+                n[0] = 0
+                return _lib.OK
+            if not isinstance(d, DataDescriptor):
+                raise Exception(f"diaspora_shm: the data selector returned a {type(d).__name__}, not a DataDescriptor or None", _lib.EINVAL)
+            segs = d.flatten()
+            n[0] = len(segs)
+            if len(segs) > cap:
+                return _lib.ERANGE
+            for i, (off, sz) in enumerate(segs):
+                ranges[i].offset, ranges[i].size = off, sz
+            return _lib.OK
+        except BaseException as e:  # noqa: BLE001 - raised again by the pull
+            self._error = e
+            return -1
+
+    def _allocate(self, ctx, md, md_size, size, bufs, cap, n):
+        try:
+            meta = json.loads(ctypes.string_at(md, md_size)) if md_size else {}
+            objs = self._allocator(meta, DataDescriptor("", size))
+            if not isinstance(objs, (list, tuple)):
+                raise Exception(f"diaspora_shm: the data allocator returned a {type(objs).__name__}, not a list of buffers", _lib.EINVAL)
+            if len(objs) > cap:
+                n[0] = len(objs)
+                return _lib.ERANGE
+            held = [_lib.HeldBuffer(o, writable=True, what=f"allocator buffer {i}") for i, o in enumerate(objs)]
+            for i, b in enumerate(held):
+                bufs[i].data, bufs[i].size = b.address, b.size
+            n[0] = len(held)
+            first = next((b.address for b in held if b.size), None)
+            if first is not None:
+                with self._lock:
+                    self._allocated[first] = (list(objs), held)
+            return _lib.OK
+        except BaseException as e:  # noqa: BLE001 - raised again by the pull
+            self._error = e
+            return -1
+
+    def _raise_callback_error(self):
+        e, self._error = self._error, None
+        if e is not None:
+            raise e
+
+    def _event_data(self, h, info, owner):
+        if info.num_segments == 0:
+            return []
+        segs = (_lib.Segment * info.num_segments)()
+        n = _lib.size_t()
+        _lib.check(lib.dshm_event_segments(h, segs, info.num_segments, ctypes.byref(n)))
+        if self._allocator is not None:
+            with self._lock:
+                objs, held = self._allocated.pop(segs[0].data, ([], []))
+            for b in held:
+                b.release()
+            return objs
+        return [_view(s.data, s.size, owner, readonly=self._zero_copy) for s in segs[: n.value]]
+
+    def pull(self):
+        """Starts taking the next event; the future's wait() gives it."""
+        f = _lib.u64()
+        _lib.check(lib.dshm_consumer_pull_async(_live(self, "consumer"), ctypes.byref(f)))
+        return PullFuture(self, f.value)
+
+    def events(self, timeout_ms=-1):
+        """Events until none comes within timeout_ms or the stream ends."""
+        while True:
+            ev = self.pull().wait(timeout_ms=timeout_ms)
+            if ev is None or ev.event_id is None:
+                return
+            yield ev
+
+    def __iter__(self):
+        return self.events()
+
+    def process(self, processor, *, timeout_ms=-1, max_events=InfiniteEvents, thread_pool=None):
+        """Calls processor(event) for each event until timeout_ms passes
+        without one, the stream ends, max_events were processed, or the
+        processor raises (the exception is raised here)."""
+        if not callable(processor):
+            raise Exception("diaspora_shm: processor is not callable", _lib.EINVAL)
+        errors = []
+
+        def call(ctx, h):
+            try:
+                processor(Event(self, h))
+                return _lib.OK
+            except StopIteration:
+                return _lib.ESTOP
+            except BaseException as e:  # noqa: BLE001 - raised again below
+                errors.append(e)
+                return -1
+
+        cb = _lib.PROCESSOR(call)
+        pool = _live(thread_pool, "thread pool") if thread_pool is not None else 0
+        mx = 0 if max_events is None or max_events >= InfiniteEvents else int(max_events)
+        rc = lib.dshm_consumer_process(_live(self, "consumer"), cb, None, int(timeout_ms), mx, pool)
+        if errors:
+            raise errors[0]
+        self._raise_callback_error()
+        _lib.check(rc, "process")
+
+    def unsubscribe(self):
+        self.close()
+
+    def close(self):
+        h, self._h = self._h, 0
+        if h:
+            _lib.check(lib.dshm_consumer_close(h))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        _release(lib.dshm_consumer_close, getattr(self, "_h", 0))
