@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/diaspora-shm/diaspora"
 )
 
 // The C tests build libdiaspora_shm.so as a user would, compile C programs
@@ -109,4 +114,249 @@ func TestCInterfaceEndToEnd(t *testing.T) {
 	if !strings.Contains(out, "ok") {
 		t.Fatalf("api_test said:\n%s", out)
 	}
+}
+
+// python is the interpreter of the Python tests: Debian's, which has
+// numpy, pytest and pip from apt, when it is there.
+func python(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/bin/python3", "python3"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	t.Fatal("python3 is needed for the Python tests")
+	return ""
+}
+
+// pythonCmd runs the interpreter with the package of this checkout and the
+// library built for the test.
+func pythonCmd(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	lib := buildLib(t)
+	cmd := exec.Command(python(t), args...)
+	pkg, err := filepath.Abs("../python")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+pkg, "DIASPORA_SHM_LIB="+filepath.Join(lib, "libdiaspora_shm.so"),
+		"PYTHONDONTWRITEBYTECODE=1")
+	return cmd
+}
+
+func runCmd(t *testing.T, cmd *exec.Cmd, timeout time.Duration) string {
+	t.Helper()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out.String())
+		}
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s: still running after %v\n%s", strings.Join(cmd.Args, " "), timeout, out.String())
+	}
+	return out.String()
+}
+
+func TestPythonPackage(t *testing.T) {
+	args := []string{"-m", "unittest", "discover", "-v", "-s", "../python/tests"}
+	if exec.Command(python(t), "-c", "import pytest").Run() == nil {
+		args = []string{"-m", "pytest", "-q", "-p", "no:cacheprovider", "../python/tests"}
+	}
+	out := runCmd(t, pythonCmd(t, args...), 5*time.Minute)
+	t.Logf("%s", out)
+}
+
+// openGo opens the driver of a test's directories through the Go API.
+func openGo(t *testing.T, root, shmDir string) diaspora.Driver {
+	t.Helper()
+	d, err := diaspora.NewDriver("shm", diaspora.MustMetadata(fmt.Sprintf(`{"root_path": %q, "shm_path": %q}`, root, shmDir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// pattern is the data of event i in the cross-language tests (xlang.py,
+// consume.c): (i%5)*1000+3 bytes, byte k = (i*31 + k*7) & 0xff.
+func pattern(i int) []byte {
+	b := make([]byte, (i%5)*1000+3)
+	for k := range b {
+		b[k] = byte((i*31 + k*7) & 0xff)
+	}
+	return b
+}
+
+func TestCProducerToGoConsumer(t *testing.T) {
+	exe := compileC(t, t.TempDir(), "simulation", "../examples/c/simulation.c")
+	root, shmDir := dirs(t)
+	const frames, w, h = 30, 64, 48
+	out := run(t, 2*time.Minute, exe, root, shmDir, "frames", fmt.Sprint(frames), fmt.Sprint(w), fmt.Sprint(h))
+	if !strings.Contains(out, fmt.Sprintf("frame %d id %d", frames-1, frames-1)) {
+		t.Fatalf("simulation said:\n%s", out)
+	}
+	d := openGo(t, root, shmDir)
+	topic, err := d.OpenTopic("frames")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := topic.Consumer("go", diaspora.FullDataSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	i := 0
+	for ev, err := range c.Events(30 * time.Second) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.ID() != diaspora.EventID(i) {
+			t.Fatalf("frame %d has ID %d", i, ev.ID())
+		}
+		var md struct{ Frame, Width, Height int }
+		if err := ev.Metadata().Decode(&md); err != nil || md.Frame != i || md.Width != w || md.Height != h {
+			t.Fatalf("frame %d: metadata %s (%v)", i, ev.Metadata(), err)
+		}
+		b := ev.Data().Bytes()
+		if len(b) != w*h*4 {
+			t.Fatalf("frame %d: %d bytes", i, len(b))
+		}
+		for k := 0; k < w*h; k++ {
+			v := math.Float32frombits(binary.LittleEndian.Uint32(b[4*k:]))
+			if v != float32((i*131+k)%4093) {
+				t.Fatalf("frame %d pixel %d is %v", i, k, v)
+			}
+		}
+		ev.Acknowledge()
+		i++
+	}
+	if i != frames {
+		t.Fatalf("got %d frames, want %d (then the end of the stream)", i, frames)
+	}
+}
+
+func TestGoProducerToPythonConsumer(t *testing.T) {
+	root, shmDir := dirs(t)
+	d := openGo(t, root, shmDir)
+	if err := d.CreateTopic("go2py", diaspora.MustMetadata(`{"ring_size": "1MiB"}`)); err != nil {
+		t.Fatal(err)
+	}
+	topic, err := d.OpenTopic("go2py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := topic.Producer("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 500 // more than the ring holds at once: the consumer must acknowledge
+	consumer := pythonCmd(t, "../python/tests/xlang.py", "consume", root, shmDir, "go2py", fmt.Sprint(n))
+	outc := make(chan string, 1)
+	go func() { outc <- runCmdNoFatal(consumer, 2*time.Minute) }()
+	for i := range n {
+		md := diaspora.MustMetadata(fmt.Sprintf(`{"i":%d}`, i))
+		if _, err := p.Push(md, diaspora.DataView{pattern(i)}).Wait(time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out := <-outc; !strings.Contains(out, fmt.Sprintf("ok %d", n)) {
+		t.Fatalf("python consumer said:\n%s", out)
+	}
+}
+
+// runCmdNoFatal is runCmd for another goroutine: failures are in its output.
+func runCmdNoFatal(cmd *exec.Cmd, timeout time.Duration) string {
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return err.Error()
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Sprintf("%v\n%s", err, out.String())
+		}
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		<-done
+		return fmt.Sprintf("still running after %v\n%s", timeout, out.String())
+	}
+	return out.String()
+}
+
+func TestPythonProducerToCConsumer(t *testing.T) {
+	exe := compileC(t, t.TempDir(), "consume", "testdata/consume.c")
+	root, shmDir := dirs(t)
+	d := openGo(t, root, shmDir)
+	if err := d.CreateTopic("py2c", diaspora.MustMetadata(`{"ring_size": "1MiB"}`)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	outc := make(chan string, 1)
+	consumer := exec.Command(exe, root, shmDir, "py2c", fmt.Sprint(n))
+	go func() { outc <- runCmdNoFatal(consumer, 2*time.Minute) }()
+	out := runCmd(t, pythonCmd(t, "../python/tests/xlang.py", "produce", root, shmDir, "py2c", fmt.Sprint(n)), 2*time.Minute)
+	if !strings.Contains(out, fmt.Sprintf("ok %d", n)) {
+		t.Fatalf("python producer said:\n%s", out)
+	}
+	if out := <-outc; !strings.Contains(out, fmt.Sprintf("ok %d", n)) {
+		t.Fatalf("C consumer said:\n%s", out)
+	}
+}
+
+func TestPythonReads16MiBFramesZeroCopy(t *testing.T) {
+	sim := compileC(t, t.TempDir(), "simulation", "../examples/c/simulation.c")
+	root, shmDir := dirs(t)
+	const frames, w, h = 6, 2048, 2048 // 16 MiB each; the ring holds 2 at a time
+	d := openGo(t, root, shmDir)
+	if err := d.CreateTopic("frames", diaspora.MustMetadata(`{"ring_size": "64MiB"}`)); err != nil {
+		t.Fatal(err)
+	}
+	// The consumer attaches first, so that every frame is read from the
+	// ring (a frame overwritten before it attached would come from the log).
+	consumer := pythonCmd(t, "../python/tests/xlang.py", "frames", root, shmDir, "frames",
+		fmt.Sprint(frames), fmt.Sprint(w), fmt.Sprint(h))
+	consumer.Stderr = os.Stderr
+	stdout, err := consumer.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := consumer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Process.Kill()
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() || lines.Text() != "ready" {
+		t.Fatalf("python consumer said %q (%v)", lines.Text(), lines.Err())
+	}
+	simOut := run(t, 3*time.Minute, sim, root, shmDir, "frames", fmt.Sprint(frames), fmt.Sprint(w), fmt.Sprint(h))
+	if !strings.Contains(simOut, fmt.Sprintf("frame %d", frames-1)) {
+		t.Fatalf("simulation said:\n%s", simOut)
+	}
+	var rest strings.Builder
+	for lines.Scan() {
+		rest.WriteString(lines.Text() + "\n")
+	}
+	if err := consumer.Wait(); err != nil {
+		t.Fatalf("python consumer: %v\n%s", err, rest.String())
+	}
+	out := rest.String()
+	if !strings.Contains(out, fmt.Sprintf("ok %d", frames)) {
+		t.Fatalf("python consumer said:\n%s", out)
+	}
+	t.Logf("python: %s", strings.TrimSpace(out))
 }

@@ -1,0 +1,388 @@
+"""Tests of diaspora_shm.api: the upstream names and conventions, the
+zero-copy extension, and answers to bad input. Run with pytest or
+``python3 -m unittest discover python/tests`` (PYTHONPATH=python, after
+``make python`` or with DIASPORA_SHM_LIB set)."""
+
+import array
+import gc
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+import unittest
+
+from diaspora_shm.api import (
+    AdaptiveBatchSize,
+    ByteArrayAllocator,
+    ClientException,
+    Consumer,
+    DataDescriptor,
+    Driver,
+    Event,
+    Exception,
+    FullDataSelector,
+    Ordering,
+    PartitionSelector,
+    Producer,
+    Serializer,
+    ThreadPool,
+    TopicHandle,
+    Validator,
+)
+
+try:
+    import numpy
+except ImportError:  # the memoryview path is tested either way
+    numpy = None
+
+
+def _shm_base():
+    return "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix="dshm-py-root-")
+        self.shm = tempfile.mkdtemp(prefix="dshm-py-", dir=_shm_base())
+        self.options = {"root_path": self.root, "shm_path": self.shm}
+        self.driver = Driver(backend="shm", options=self.options)
+        self.name = f"topic_{time.time_ns()}"
+        self.driver.create_topic(self.name, options={"ring_size": "4MiB"})
+        self.topic = self.driver.open_topic(self.name)
+
+    def tearDown(self):
+        self.driver.close()
+        gc.collect()
+        shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.shm, ignore_errors=True)
+
+    def produce(self, n, data=lambda i: b"", topic=None):
+        p = (topic or self.topic).producer("p")
+        ids = [p.push({"index": i, "value": f"event_{i}"}, data(i)).wait() for i in range(n)]
+        self.assertTrue(p.flush().wait())
+        return ids
+
+
+class TestDriver(Base):
+    def test_exception_is_a_runtime_error(self):
+        self.assertIs(ClientException, Exception)
+        self.assertTrue(issubclass(Exception, RuntimeError))
+
+    def test_create_open_exists_list(self):
+        with self.assertRaises(Exception) as cm:
+            self.driver.create_topic(self.name)
+        self.assertIn(self.name, str(cm.exception))
+        with self.assertRaises(Exception):
+            self.driver.open_topic("missing")
+        self.assertTrue(self.driver.topic_exists(self.name))
+        self.assertFalse(self.driver.topic_exists("missing"))
+        self.driver.create_topic("checked", options={"num_partitions": 3},
+                                 validator=Validator.from_metadata(type="schema", schema={"type": "object", "required": ["x"]}),
+                                 partition_selector=PartitionSelector.from_metadata(type="default"),
+                                 serializer=Serializer.from_metadata())
+        topics = self.driver.list_topics()
+        self.assertIsInstance(topics, dict)
+        self.assertEqual(topics["checked"]["num_partitions"], 3)
+        self.assertIsInstance(topics["checked"]["validator"], dict)
+        t = self.driver.open_topic("checked")
+        self.assertEqual(len(t.partitions), 3)
+        self.assertEqual(t.validator.metadata["type"], "schema")
+        p = t.producer("p")
+        with self.assertRaises(Exception):
+            p.push({"y": 1}).wait()
+        self.assertIsInstance(p.push({"x": 1}).wait(), int)
+
+    def test_new_and_bad_options(self):
+        d = Driver.new("shm", self.options)
+        self.assertTrue(d.topic_exists(self.name))
+        d.close()
+        with self.assertRaises(Exception) as cm:
+            Driver(backend="shm", options={"no_such_option": 1})
+        self.assertIn("no_such_option", str(cm.exception))
+        with self.assertRaises(Exception):
+            Driver(backend="nosuch")
+        with self.assertRaises(Exception):
+            Driver(backend="shm", options={"root_path": object()})
+
+    def test_thread_pools(self):
+        self.assertIsInstance(self.driver.default_thread_pool, ThreadPool)
+        tp = self.driver.make_thread_pool(3)
+        self.assertEqual(tp.thread_count, 3)
+        c = self.topic.consumer("c", thread_pool=tp)
+        self.assertIs(c.thread_pool, tp)
+
+    def test_closed_driver(self):
+        self.driver.close()
+        with self.assertRaises(Exception):
+            self.driver.topic_exists(self.name)
+        self.driver.close()  # twice is fine
+
+
+class TestProducer(Base):
+    def test_producer_attributes(self):
+        p = self.topic.producer("sim", batch_size=16, max_num_batches=3, ordering=Ordering.Loose)
+        self.assertIsInstance(p, Producer)
+        self.assertIs(p.topic, self.topic)
+        self.assertIsInstance(self.topic, TopicHandle)
+        self.assertEqual((p.name, p.batch_size, p.max_num_batches, p.ordering), ("sim", 16, 3, Ordering.Loose))
+        self.assertIsNotNone(p.thread_pool)
+        self.assertEqual(self.topic.producer().batch_size, AdaptiveBatchSize)
+
+    def test_push_kinds_of_data(self):
+        p = self.topic.producer("p")
+        a = array.array("i", range(10))
+        futures = [
+            p.push({"k": "dict"}),
+            p.push('{"k": "string"}', b"bytes"),
+            p.push({"k": "list"}, [b"ab", bytearray(b"cd"), memoryview(b"ef")]),
+            p.push({"k": "array"}, a, partition=0),
+        ]
+        if numpy is not None:
+            futures.append(p.push({"k": "numpy"}, numpy.arange(4, dtype=numpy.float32)))
+        ids = [f.wait(timeout_ms=10000) for f in futures]
+        self.assertEqual(ids, list(range(len(futures))))
+        self.assertTrue(all(f.completed for f in futures))
+        c = self.topic.consumer("c")
+        evs = [c.pull().wait(timeout_ms=10000) for _ in futures]
+        self.assertEqual([e.metadata["k"] for e in evs[:4]], ["dict", "string", "list", "array"])
+        self.assertEqual(bytes(evs[1].data[0]), b"bytes")
+        self.assertEqual(bytes(evs[2].data[0]), b"abcdef")
+        self.assertEqual(bytes(evs[3].data[0]), a.tobytes())
+        if numpy is not None:
+            self.assertEqual(bytes(evs[4].data[0]), numpy.arange(4, dtype=numpy.float32).tobytes())
+
+    def test_bad_pushes(self):
+        p = self.topic.producer("p")
+        with self.assertRaises(Exception):
+            p.push("not json").wait()
+        with self.assertRaises(Exception):
+            p.push({"x": object()})
+        with self.assertRaises(Exception) as cm:
+            p.push({}, memoryview(b"abcdef")[::2])
+        self.assertIn("contiguous", str(cm.exception))
+        with self.assertRaises(Exception):
+            p.push({}, 42)
+        with self.assertRaises(Exception):
+            p.push({}, partition=-1)
+        with self.assertRaises(Exception):
+            self.topic.producer("q", batch_size=0)
+        with self.assertRaises(Exception):
+            self.topic.producer("q", ordering="strict")
+        with self.assertRaises(Exception):
+            self.topic.producer("q", thread_pool="pool")
+        p.close()
+        with self.assertRaises(Exception):
+            p.push({})
+
+    def test_buffers_are_held_until_pushed(self):
+        p = self.topic.producer("p", batch_size=64)
+        for i in range(200):
+            p.push({"i": i}, bytearray(b"%05d" % i) * 100)  # futures and buffers dropped at once
+        gc.collect()
+        self.assertTrue(p.flush().wait())
+        c = self.topic.consumer("c")
+        for i in range(200):
+            e = c.pull().wait(timeout_ms=10000)
+            self.assertEqual(bytes(e.data[0]), (b"%05d" % i) * 100)
+
+
+class TestConsumer(Base):
+    def test_consumer_attributes(self):
+        c = self.topic.consumer("c")
+        self.assertIsInstance(c, Consumer)
+        self.assertEqual(c.name, "c")
+        self.assertIs(c.topic, self.topic)
+        self.assertIsNotNone(c.thread_pool)
+        self.assertGreater(c.batch_size, 0)
+        self.assertGreater(c.max_num_batches, 0)
+
+    def test_iterate_until_the_end(self):
+        self.produce(10)
+        self.topic.mark_as_complete()
+        got = 0
+        for event in self.topic.consumer("c"):
+            self.assertIsInstance(event, Event)
+            self.assertEqual(event.event_id, got)
+            self.assertEqual(event.metadata, {"index": got, "value": f"event_{got}"})
+            self.assertEqual(event.partition["id"], 0)
+            event.acknowledge()
+            got += 1
+        self.assertEqual(got, 10)
+
+    def test_pull_futures(self):
+        c = self.topic.consumer("c")
+        f = c.pull()
+        self.assertIsNone(f.wait(timeout_ms=10))
+        self.assertFalse(f.completed())
+        self.produce(2)
+        e = f.wait(timeout_ms=10000)  # the same future, waited again
+        self.assertEqual(e.event_id, 0)
+        self.assertTrue(f.completed())
+        self.assertEqual(c.pull().wait().event_id, 1)
+        self.topic.mark_as_complete()
+        self.assertIsNone(c.pull().wait(timeout_ms=10000).event_id)
+
+    def test_acknowledged_position_survives(self):
+        self.produce(5)
+        c = self.topic.consumer("c")
+        for _ in range(3):
+            e = c.pull().wait()
+        e.acknowledge()
+        c.close()
+        c = self.topic.consumer("c")
+        self.assertEqual(c.pull().wait().event_id, 3)
+
+    def test_default_consumer_copies_all_data(self):
+        self.produce(3, data=lambda i: bytes([i]) * 1000)
+        c = self.topic.consumer("c")
+        e = c.pull().wait()
+        self.assertIsInstance(e.data, list)
+        self.assertEqual(bytes(e.data[0]), b"\0" * 1000)
+        e.acknowledge()
+        c.close()
+        del c
+        gc.collect()
+        self.assertEqual(bytes(e.data[0]), b"\0" * 1000)  # the event's own memory
+
+    def test_selector_and_allocator(self):
+        self.produce(1, data=lambda i: b"hello world")
+
+        def selector(md, d):
+            self.assertEqual(d.size, 11)
+            return d.make_sub_view(offset=6, size=100)
+
+        def allocator(md, d):
+            return [bytearray(d.size)]
+
+        c = self.topic.consumer("c", data_selector=selector, data_allocator=allocator)
+        e = next(iter(c))
+        self.assertEqual(len(e.data), 1)
+        self.assertIsInstance(e.data[0], bytearray)
+        self.assertEqual(e.data[0], b"world")
+        self.assertIs(c.data_selector, selector)
+        c = self.topic.consumer("c2", data_selector=FullDataSelector, data_allocator=ByteArrayAllocator)
+        self.assertEqual(c.pull().wait().data, [bytearray(b"hello world")])
+
+    def test_zero_copy_views(self):
+        self.produce(2, data=lambda i: bytes(range(i, i + 64)))
+        c = self.topic.consumer("c", data_selector=lambda md, d: d.make_stride_view(offset=1, num_blocks=3, block_size=2, gap_size=4))
+        e = c.pull().wait()
+        self.assertTrue(all(isinstance(v, memoryview) and v.readonly for v in e.data))
+        self.assertEqual(b"".join(bytes(v) for v in e.data), bytes([1, 2, 7, 8, 13, 14]))
+        with self.assertRaises(TypeError):
+            e.data[0][0] = 9
+        c.close()
+        # After the consumer closed, a view reads (zeros or the old bytes) but never faults.
+        self.assertEqual(len(bytes(e.data[0])), 2)
+        self.driver.close()
+        gc.collect()
+        self.assertEqual(len(bytes(e.data[0])), 2)
+
+    def test_selector_none_selects_nothing(self):
+        self.produce(1, data=lambda i: b"abc")
+        c = self.topic.consumer("c", data_selector=lambda md, d: None)
+        self.assertEqual(c.pull().wait().data, [])
+
+    def test_callback_errors_are_raised_by_the_pull(self):
+        self.produce(2, data=lambda i: b"abc")
+
+        class Boom(RuntimeError):
+            pass
+
+        def selector(md, d):
+            raise Boom("no")
+
+        c = self.topic.consumer("c", data_selector=selector)
+        with self.assertRaises(Boom):
+            c.pull().wait(timeout_ms=10000)
+        c = self.topic.consumer("c2", data_selector=FullDataSelector, data_allocator=lambda md, d: [b"readonly"])
+        with self.assertRaises(Exception) as cm:
+            c.pull().wait(timeout_ms=10000)
+        self.assertIn("writable", str(cm.exception))
+        c = self.topic.consumer("c3", data_selector=lambda md, d: "whole")
+        with self.assertRaises(Exception):
+            c.pull().wait(timeout_ms=10000)
+        with self.assertRaises(Exception):
+            self.topic.consumer("c4", data_selector=42)
+
+    def test_process(self):
+        self.produce(20)
+        seen = []
+        c = self.topic.consumer("c")
+        c.process(lambda e: seen.append(e.event_id), timeout_ms=100, max_events=5)
+        self.assertEqual(seen, [0, 1, 2, 3, 4])
+        pool = self.driver.make_thread_pool(2)
+        c.process(lambda e: seen.append(e.event_id), timeout_ms=100, thread_pool=pool)
+        self.assertEqual(sorted(seen), list(range(20)))
+
+        def fails(e):
+            raise ValueError("processor says no")
+
+        c = self.topic.consumer("c2")
+        with self.assertRaises(ValueError):
+            c.process(fails, timeout_ms=100)
+
+    def test_closed_consumer(self):
+        c = self.topic.consumer("c")
+        c.unsubscribe()
+        with self.assertRaises(Exception):
+            c.pull()
+        with self.assertRaises(Exception):
+            self.topic.consumer("c", targets=[5])
+
+
+class TestDataDescriptor(unittest.TestCase):
+    def test_views(self):
+        d = DataDescriptor("loc", 100)
+        self.assertEqual((d.location, d.size, d.flatten()), ("loc", 100, [(0, 100)]))
+        self.assertEqual(d.make_sub_view(offset=90, size=50).flatten(), [(90, 10)])
+        self.assertEqual(d.make_sub_view(offset=100, size=5).size, 0)
+        s = d.make_stride_view(offset=10, num_blocks=3, block_size=5, gap_size=5)
+        self.assertEqual(s.flatten(), [(10, 5), (20, 5), (30, 5)])
+        self.assertEqual(s.make_sub_view(offset=3, size=5).flatten(), [(13, 2), (20, 3)])
+        with self.assertRaises(Exception):
+            d.make_stride_view(offset=90, num_blocks=2, block_size=5, gap_size=5)
+        u = d.make_unstructured_view(segments=[(0, 2), (2, 3), (50, 1)])
+        self.assertEqual(u.flatten(), [(0, 5), (50, 1)])
+        for bad in ([(5, 2), (4, 1)], [(99, 2)], [(-1, 1)]):
+            with self.assertRaises(Exception):
+                d.make_unstructured_view(segments=bad)
+
+    def test_rectangle_of_an_image(self):
+        # rows 1..2, columns 1..2 of a 4x4 image of 1-byte pixels
+        d = DataDescriptor("", 16)
+        rows = d.make_sub_view(offset=4, size=8)
+        rect = rows.make_stride_view(offset=1, num_blocks=2, block_size=2, gap_size=2)
+        self.assertEqual(rect.flatten(), [(5, 2), (9, 2)])
+
+
+def _child_calls(options, name, q):
+    try:
+        Driver(backend="shm", options=options).topic_exists(name)
+        q.put("no error")
+    except Exception as e:  # noqa: BLE001
+        q.put(str(e))
+
+
+class TestFork(Base):
+    def test_forked_child_is_told_to_spawn(self):
+        ctx = multiprocessing.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=_child_calls, args=(self.options, self.name, q))
+        p.start()
+        msg = q.get(timeout=60)
+        p.join(60)
+        self.assertIn("spawn", msg)
+
+    def test_spawned_child_works(self):
+        ctx = multiprocessing.get_context("spawn")
+        q = ctx.Queue()
+        p = ctx.Process(target=_child_calls, args=(self.options, self.name, q))
+        p.start()
+        self.assertEqual(q.get(timeout=120), "no error")
+        p.join(60)
+
+
+if __name__ == "__main__":
+    unittest.main()
