@@ -360,3 +360,78 @@ func TestPythonReads16MiBFramesZeroCopy(t *testing.T) {
 	}
 	t.Logf("python: %s", strings.TrimSpace(out))
 }
+
+func TestFortranThroughTheModule(t *testing.T) {
+	lib := buildLib(t)
+	if _, err := exec.LookPath("gfortran"); err != nil {
+		t.Fatal("gfortran is needed for the Fortran test (Debian: apt-get install gfortran): ", err)
+	}
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "fortran_test")
+	for _, args := range [][]string{
+		{"-c", "-J", dir, "-o", filepath.Join(dir, "diaspora_shm.o"), "diaspora_shm.f90"},
+		{"-J", dir, "-o", exe, "testdata/fortran_test.f90", filepath.Join(dir, "diaspora_shm.o"),
+			"-L" + lib, "-ldiaspora_shm", "-Wl,-rpath," + lib},
+	} {
+		if out, err := exec.Command("gfortran", args...).CombinedOutput(); err != nil {
+			t.Fatalf("gfortran %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	root, shmDir := dirs(t)
+	if out := run(t, time.Minute, exe, root, shmDir); !strings.Contains(out, "ok") {
+		t.Fatalf("fortran_test said:\n%s", out)
+	}
+}
+
+// TestPipInstallOffline installs the package with Debian's pip and no
+// index, as the README says, and streams through the installed copy.
+func TestPipInstallOffline(t *testing.T) {
+	lib := buildLib(t)
+	py := python(t)
+	if err := exec.Command(py, "-c", "import setuptools, wheel, pip").Run(); err != nil {
+		t.Fatalf("%s lacks pip, setuptools or wheel (Debian: apt-get install python3-pip python3-setuptools python3-wheel): %v", py, err)
+	}
+	src := filepath.Join(t.TempDir(), "python")
+	for _, f := range []string{"setup.py", "diaspora_shm/__init__.py", "diaspora_shm/_lib.py", "diaspora_shm/api.py"} {
+		copyFile(t, filepath.Join("../python", f), filepath.Join(src, f))
+	}
+	copyFile(t, filepath.Join(lib, "libdiaspora_shm.so"), filepath.Join(src, "diaspora_shm", "libdiaspora_shm.so"))
+	target := filepath.Join(t.TempDir(), "site")
+	cmd := exec.Command(py, "-m", "pip", "install", "--no-index", "--no-cache-dir", "--disable-pip-version-check",
+		"--target", target, src)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pip install: %v\n%s", err, out)
+	}
+	root, shmDir := dirs(t)
+	script := fmt.Sprintf(`
+import diaspora_shm, diaspora_shm.api as api
+assert diaspora_shm.__file__.startswith(%q), diaspora_shm.__file__
+d = api.Driver(backend="shm", options={"root_path": %q, "shm_path": %q})
+d.create_topic("t")
+t = d.open_topic("t")
+assert t.producer("p").push({"x": 1}, b"abc").wait() == 0
+e = t.consumer("c").pull().wait()
+assert (e.event_id, e.metadata, bytes(e.data[0])) == (0, {"x": 1}, b"abc")
+print("ok")
+`, target, root, shmDir)
+	run := exec.Command(py, "-c", script)
+	run.Dir = t.TempDir() // not the checkout: only the installed copy is importable
+	run.Env = append(os.Environ(), "PYTHONPATH="+target)
+	if out, err := run.CombinedOutput(); err != nil || !strings.Contains(string(out), "ok") {
+		t.Fatalf("the installed package: %v\n%s", err, out)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

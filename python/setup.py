@@ -4,6 +4,15 @@
 import os
 
 from setuptools import setup
+from setuptools.dist import Distribution
+
+
+class BinaryDistribution(Distribution):
+    """The package holds a compiled library: its wheel is for this platform."""
+
+    def has_ext_modules(self):
+        return True
+
 
 here = os.path.dirname(os.path.abspath(__file__))
 if not os.path.exists(os.path.join(here, "diaspora_shm", "libdiaspora_shm.so")):
@@ -17,4 +26,5 @@ setup(
     package_data={"diaspora_shm": ["libdiaspora_shm.so"]},
     python_requires=">=3.8",
     zip_safe=False,
+    distclass=BinaryDistribution,
 )
