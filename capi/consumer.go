@@ -29,6 +29,8 @@ type cConsumer struct {
 	parts   map[string]int // partition information → index
 
 	copies bool // data copied into C memory its events free
+
+	batch []diaspora.Event // PullBatch's room, under mu
 }
 
 // mallocCopy is the allocator of "data": "copy": one C buffer, freed with
@@ -425,20 +427,127 @@ func dshmgo_event_get_info(h C.dshm_event, out *C.dshm_event_info) (st C.int) {
 	if e.released {
 		return fail(errHandle{fmt.Sprintf("event handle %d is not live: released", uint64(h))})
 	}
+	e.fill(out)
+	return C.DSHM_OK
+}
+
+func (e *cEvent) fill(out *C.dshm_event_info) {
 	out.id = C.uint64_t(e.ev.ID())
 	out.partition = C.size_t(e.part)
 	out.metadata = (*C.char)(e.cmem)
 	out.metadata_size = C.size_t(e.mdLen)
 	out.partition_info = (*C.char)(unsafe.Add(e.cmem, e.mdLen+1))
 	out.data_size = C.size_t(e.size)
+	out.first = C.dshm_segment{}
 	n := 0
 	for _, s := range e.data {
 		if len(s) > 0 {
+			if n == 0 {
+				out.first = C.dshm_segment{data: unsafe.Pointer(unsafe.SliceData(s)), size: C.size_t(len(s))}
+			}
 			n++
 		}
 	}
 	out.num_segments = C.size_t(n)
+}
+
+//export dshmgo_consumer_pull_batch
+func dshmgo_consumer_pull_batch(h C.dshm_consumer, ms C.int64_t, max C.size_t, events *C.dshm_event,
+	infos *C.dshm_event_info, n *C.size_t) (st C.int) {
+	defer recoverPanic(&st)
+	c, err := lookup[*cConsumer](h, "consumer")
+	if err != nil {
+		return fail(err)
+	}
+	if n == nil || events == nil || max == 0 {
+		return fail(invalid("dshm_consumer_pull_batch: n or events is NULL, or max is 0"))
+	}
+	*n = 0
+	if uint64(max) > 1<<16 {
+		max = 1 << 16
+	}
+	evs, err := c.pullBatch(ms, int(max))
+	if err != nil {
+		return fail(err)
+	}
+	hs := unsafe.Slice(events, len(evs))
+	var is []C.dshm_event_info
+	if infos != nil {
+		is = unsafe.Slice(infos, len(evs))
+	}
+	for i, ev := range evs {
+		e := c.newEvent(ev)
+		hs[i] = C.dshm_event(newHandle(e))
+		if is != nil {
+			e.fill(&is[i])
+		}
+	}
+	*n = C.size_t(len(evs))
 	return C.DSHM_OK
+}
+
+// pullBatch takes up to max events: the pull that timed out first, then a
+// batch from the driver when it has batch pulls.
+func (c *cConsumer) pullBatch(ms C.int64_t, max int) ([]diaspora.Event, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending != nil {
+		f := c.pending
+		ev, err := f.Wait(timeout(ms))
+		if errors.Is(err, diaspora.ErrTimeout) && !f.Completed() {
+			return nil, err
+		}
+		c.pending = nil
+		if err != nil {
+			return nil, err
+		}
+		return []diaspora.Event{ev}, nil
+	}
+	if bc, ok := c.c.Interface().(diaspora.BatchConsumerInterface); ok {
+		if cap(c.batch) < max {
+			c.batch = make([]diaspora.Event, max)
+		}
+		k, err := bc.PullBatch(c.batch[:max], timeout(ms))
+		if err != nil {
+			return nil, err
+		}
+		out := append([]diaspora.Event(nil), c.batch[:k]...)
+		clear(c.batch[:k])
+		return out, nil
+	}
+	f := c.c.Pull()
+	ev, err := f.Wait(timeout(ms))
+	if errors.Is(err, diaspora.ErrTimeout) && !f.Completed() {
+		c.pending = f
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []diaspora.Event{ev}, nil
+}
+
+//export dshmgo_event_release_many
+func dshmgo_event_release_many(events *C.dshm_event, n C.size_t) (st C.int) {
+	defer recoverPanic(&st)
+	if n == 0 {
+		return C.DSHM_OK
+	}
+	if events == nil || uint64(n) > 1<<30 {
+		return fail(invalid("dshm_event_release_many: events is NULL or n is %d", uint64(n)))
+	}
+	var first error
+	for _, h := range unsafe.Slice(events, int(n)) {
+		e, err := take[*cEvent](C.uint64_t(h), "event")
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		e.free()
+	}
+	return failOr(first)
 }
 
 //export dshmgo_event_segments

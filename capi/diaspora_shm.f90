@@ -27,6 +27,7 @@ module diaspora_shm
     type(c_ptr) :: partition_info
     integer(c_size_t) :: data_size
     integer(c_size_t) :: num_segments
+    type(dshm_segment) :: first
   end type
 
   interface

@@ -102,6 +102,7 @@ typedef struct {
 	const char *partition_info; /* the partition's information as JSON */
 	size_t data_size;       /* bytes of data selected, in all segments */
 	size_t num_segments;    /* segments of that data (dshm_event_segments) */
+	dshm_segment first;     /* the first of them ({NULL, 0} when none) */
 } dshm_event_info;
 
 /* A data selector, called for every event a consumer takes: given its
@@ -244,6 +245,12 @@ int dshm_consumer_open(dshm_topic t, const char *name, const char *args_json,
 /* Takes the next event, waiting up to timeout_ms: DSHM_ETIMEOUT when none
  * came (the next pull gets the one that is on its way). */
 int dshm_consumer_pull(dshm_consumer c, int64_t timeout_ms, dshm_event *ev);
+/* Takes up to max events with one call: waits up to timeout_ms for the
+ * first, then takes those ready at once behind it. Fills events[0..*n) with
+ * their handles and, when infos is not NULL, infos[0..*n) as
+ * dshm_event_get_info does. DSHM_ETIMEOUT when none came. */
+int dshm_consumer_pull_batch(dshm_consumer c, int64_t timeout_ms, size_t max, dshm_event *events,
+                             dshm_event_info *infos, size_t *n);
 /* Starts a pull; its future gives the event (dshm_future_wait_event). */
 int dshm_consumer_pull_async(dshm_consumer c, dshm_future *out);
 /* Calls processor for each event until timeout_ms passes without one, the
@@ -269,6 +276,9 @@ int dshm_event_acknowledge(dshm_event ev);
 /* Frees the handle (and the library's copy of its metadata). Zero-copy data
  * stays readable until acknowledged. */
 int dshm_event_release(dshm_event ev);
+/* Releases n handles with one call; the first that is not a live event
+ * handle is reported, after the others are released. */
+int dshm_event_release_many(const dshm_event *events, size_t n);
 
 #ifdef __cplusplus
 }

@@ -216,6 +216,17 @@ int dshm_consumer_pull(dshm_consumer c, int64_t timeout_ms, dshm_event *ev) {
 	return dshmgo_consumer_pull(c, timeout_ms, ev);
 }
 
+int dshm_consumer_pull_batch(dshm_consumer c, int64_t timeout_ms, size_t max, dshm_event *events,
+                             dshm_event_info *infos, size_t *n) {
+	GUARD;
+	return dshmgo_consumer_pull_batch(c, timeout_ms, max, events, infos, n);
+}
+
+int dshm_event_release_many(const dshm_event *events, size_t n) {
+	GUARD;
+	return dshmgo_event_release_many((dshm_event *)events, n);
+}
+
 int dshm_consumer_pull_async(dshm_consumer c, dshm_future *out) {
 	GUARD;
 	return dshmgo_consumer_pull_async(c, out);

@@ -336,6 +336,30 @@ int main(int argc, char **argv) {
 	IS(dshm_consumer_process(c, NULL, NULL, 0, 0, 0), DSHM_EINVAL);
 	OK(dshm_consumer_close(c));
 
+	// Batches: up to 8 events with one call, released with one call.
+	OK(dshm_consumer_open(t, "batch", "{\"targets\": [0], \"data\": \"all\"}", NULL, NULL, NULL, &c));
+	dshm_event evs[8];
+	dshm_event_info infos[8];
+	size_t got = 0, total = 0;
+	uint64_t prev = 0;
+	IS(dshm_consumer_pull_batch(c, 1000, 0, evs, infos, &got), DSHM_EINVAL);
+	while (total < N / 2) {
+		size_t room = N / 2 - total < 8 ? N / 2 - total : 8; // the claimed event comes after
+		OK(dshm_consumer_pull_batch(c, 10000, room, evs, infos, &got));
+		CHECK(got >= 1 && got <= room, "a batch of %zu", got);
+		for (size_t k = 0; k < got; k++, total++) {
+			CHECK(infos[k].id == ids[2 * total] && (total == 0 || infos[k].id > prev), "batch event %zu: id %llu",
+			      total, (unsigned long long)infos[k].id);
+			CHECK(infos[k].num_segments == 1 && infos[k].first.size == SIZE &&
+			          memcmp(infos[k].first.data, data[2 * total], SIZE) == 0,
+			      "batch event %zu: data", total);
+			prev = infos[k].id;
+		}
+		OK(dshm_event_release_many(evs, got));
+		IS(dshm_event_release_many(evs, got), DSHM_EHANDLE);
+	}
+	OK(dshm_consumer_close(c));
+
 	// The end of the stream.
 	OK(dshm_producer_close(p));
 	OK(dshm_topic_mark_complete(t));

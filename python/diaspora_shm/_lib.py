@@ -84,7 +84,12 @@ class EventInfo(ctypes.Structure):
         ("partition_info", cp),
         ("data_size", size_t),
         ("num_segments", size_t),
+        ("first_data", vp),
+        ("first_size", size_t),
     ]
+
+
+INFO_WORDS = ctypes.sizeof(EventInfo) // 8  # every field is 8 bytes wide
 
 
 SELECTOR = ctypes.CFUNCTYPE(c_int, vp, vp, size_t, size_t, P(Range), size_t, P(size_t))
@@ -120,6 +125,8 @@ _protos = {
     "dshm_consumer_open": (c_int, [u64, cp, cp, SELECTOR, ALLOCATOR, vp, P(u64)]),
     "dshm_consumer_pull": (c_int, [u64, i64, P(u64)]),
     "dshm_consumer_pull_async": (c_int, [u64, P(u64)]),
+    "dshm_consumer_pull_batch": (c_int, [u64, i64, size_t, P(u64), P(EventInfo), P(size_t)]),
+    "dshm_event_release_many": (c_int, [P(u64), size_t]),
     "dshm_consumer_process": (c_int, [u64, PROCESSOR, vp, i64, u64, u64]),
     "dshm_consumer_close": (c_int, [u64]),
     "dshm_event_get_info": (c_int, [u64, P(EventInfo)]),

@@ -610,14 +610,19 @@ class Producer:
 # ---- consumers ----
 
 # One huge array type: a view of n bytes at an address is a slice of it, so
-# no ctypes type is made per size.
-_Window = ctypes.c_char * (1 << 46)
+# no ctypes type is made per size. 2**47 bytes cover the user address space.
+_WINDOW = 1 << 47
+_Window = ctypes.c_char * _WINDOW
+
+
+def _window_at(address, owner):
+    arr = _Window.from_address(address)
+    arr._owner = owner  # keeps the event(s) (and the memory) alive with the views
+    return arr
 
 
 def _view(address, size, owner, readonly):
-    arr = _Window.from_address(address)
-    arr._owner = owner  # keeps the event (and its memory) alive with the view
-    mv = memoryview(arr).cast("B")[:size]
+    mv = memoryview(_window_at(address, owner)).cast("B")[:size]
     return mv.toreadonly() if readonly else mv
 
 
@@ -633,22 +638,36 @@ class _EventHandle:
         _release(lib.dshm_event_release, self.h)
 
 
+class _Batch:
+    """Owns the handles of a batch of events; released, with one call, when
+    every Event of the batch and every view of their data are gone."""
+
+    __slots__ = ("handles", "n", "__weakref__")
+
+    def __init__(self, handles, n):
+        self.handles, self.n = handles, n
+
+    def __del__(self):
+        if self.n and not sys.is_finalizing():
+            try:
+                lib.dshm_event_release_many(self.handles, self.n)
+            except BaseException:  # noqa: BLE001 - a finalizer must not raise
+                pass
+
+
 class Event:
     """An event: metadata (dict), data (list of buffers), event_id (None at
     the end of the stream), partition (dict)."""
 
-    __slots__ = ("_owner", "_id", "_md", "_md_bytes", "_partition", "_data", "_consumer", "__weakref__")
+    __slots__ = ("_owner", "_h", "_id", "_md", "_mdp", "_mdl", "_pinfo", "_partition", "_data", "_consumer")
 
     def __init__(self, consumer, h):
-        self._owner = _EventHandle(h)
-        self._consumer = consumer
         info = _lib.EventInfo()
+        owner = _EventHandle(h)
         _lib.check(lib.dshm_event_get_info(h, ctypes.byref(info)))
-        self._id = None if info.id == _NO_MORE else info.id
-        self._md_bytes = ctypes.string_at(info.metadata, info.metadata_size) if info.metadata_size else b"{}"
-        self._md = None
-        self._partition = info.partition_info
-        self._data = consumer._event_data(h, info, self._owner)
+        data = consumer._event_data(h, info.num_segments, info.first_data, info.first_size, owner, None)
+        _init_event(self, consumer, owner, h, info.id, info.metadata, info.metadata_size,
+                    ctypes.cast(info.partition_info, ctypes.c_void_p).value, data)
 
     @property
     def event_id(self):
@@ -657,7 +676,7 @@ class Event:
     @property
     def metadata(self):
         if self._md is None:
-            self._md = json.loads(self._md_bytes)
+            self._md = json.loads(ctypes.string_at(self._mdp, self._mdl)) if self._mdl else {}
         return self._md
 
     @property
@@ -666,8 +685,8 @@ class Event:
 
     @property
     def partition(self):
-        if isinstance(self._partition, bytes):
-            self._partition = json.loads(self._partition)
+        if self._partition is None:
+            self._partition = json.loads(ctypes.string_at(self._pinfo)) if self._pinfo else {}
         return self._partition
 
     def acknowledge(self):
@@ -675,10 +694,18 @@ class Event:
         the consumer's name."""
         if self._id is None:
             return
-        _lib.check(lib.dshm_event_acknowledge(self._owner.h), "acknowledge")
+        _lib.check(lib.dshm_event_acknowledge(self._h), "acknowledge")
 
     def __repr__(self):
-        return f"Event(event_id={self._id}, metadata={self._md_bytes.decode(errors='replace')})"
+        return f"Event(event_id={self._id}, metadata={ctypes.string_at(self._mdp, self._mdl)!r})"
+
+
+def _init_event(ev, consumer, owner, h, eid, mdp, mdl, pinfo, data):
+    ev._owner, ev._h, ev._consumer = owner, h, consumer
+    ev._id = None if eid == _NO_MORE else eid
+    ev._md, ev._mdp, ev._mdl = None, mdp, mdl
+    ev._pinfo, ev._partition = pinfo, None
+    ev._data = data
 
 
 class PullFuture:
@@ -811,19 +838,72 @@ class Consumer:
         if e is not None:
             raise e
 
-    def _event_data(self, h, info, owner):
-        if info.num_segments == 0:
+    def _event_data(self, h, nseg, first, first_size, owner, window):
+        """The data of an event: the allocator's buffers, or views of the
+        library's memory (window: a view of the batch's memory from base)."""
+        if nseg == 0:
             return []
-        segs = (_lib.Segment * info.num_segments)()
-        n = _lib.size_t()
-        _lib.check(lib.dshm_event_segments(h, segs, info.num_segments, ctypes.byref(n)))
         if self._allocator is not None:
             with self._lock:
-                objs, held = self._allocated.pop(segs[0].data, ([], []))
+                objs, held = self._allocated.pop(first, ([], []))
             for b in held:
                 b.release()
             return objs
+        if nseg == 1:
+            if window is not None and first - window[0] + first_size <= _WINDOW:
+                base, win = window
+                return [win[first - base:first - base + first_size]]
+            return [_view(first, first_size, owner, readonly=self._zero_copy)]
+        segs = (_lib.Segment * nseg)()
+        n = _lib.size_t()
+        _lib.check(lib.dshm_event_segments(h, segs, nseg, ctypes.byref(n)))
         return [_view(s.data, s.size, owner, readonly=self._zero_copy) for s in segs[: n.value]]
+
+    _BATCH = 256
+
+    def _pull_batch(self, timeout_ms):
+        """Events of one library call, or [] on timeout."""
+        k = self._BATCH
+        handles = (_lib.u64 * k)()
+        infos = (_lib.EventInfo * k)()
+        n = _lib.size_t()
+        rc = lib.dshm_consumer_pull_batch(_live(self, "consumer"), int(timeout_ms), k, handles, infos, ctypes.byref(n))
+        if rc == _lib.TIMEOUT:
+            return []
+        self._raise_callback_error()
+        _lib.check(rc, "pull")
+        n = n.value
+        batch = _Batch(handles, n)
+        w = _lib.INFO_WORDS
+        flat = (ctypes.c_uint64 * (w * n)).from_address(ctypes.addressof(infos))[:]
+        window = None
+        if self._allocator is None:
+            firsts = [flat[j + 7] for j in range(0, w * n, w) if flat[j + 8]]
+            if firsts:
+                base = min(firsts)
+                win = memoryview(_window_at(base, batch)).cast("B")
+                window = (base, win.toreadonly() if self._zero_copy else win)
+        out = []
+        new = Event.__new__
+        for i in range(n):
+            j = i * w
+            ev = new(Event)
+            data = self._event_data(handles[i], flat[j + 6], flat[j + 7], flat[j + 8], batch, window)
+            _init_event(ev, self, batch, handles[i], flat[j], flat[j + 2], flat[j + 3], flat[j + 4], data)
+            out.append(ev)
+        return out
+
+    def events(self, timeout_ms=-1):
+        """Events until none comes within timeout_ms or the stream ends,
+        taken from the library in batches."""
+        while True:
+            evs = self._pull_batch(timeout_ms)
+            if not evs:
+                return
+            for ev in evs:
+                if ev._id is None:
+                    return
+                yield ev
 
     def pull(self):
         """Starts taking the next event; the future's wait() gives it."""

@@ -279,6 +279,23 @@ class TestConsumer(Base):
         gc.collect()
         self.assertEqual(len(bytes(e.data[0])), 2)
 
+    def test_iterating_zero_copy_events_keeps_them_whole(self):
+        self.produce(300, data=lambda i: bytes([i % 251]) * (i % 7 + 1))
+        self.topic.mark_as_complete()
+        c = self.topic.consumer("c", data_selector=FullDataSelector)
+        kept = list(c)  # events of several batches, their views alive after the loop
+        self.assertEqual([e.event_id for e in kept], list(range(300)))
+        gc.collect()
+        for i, e in enumerate(kept):
+            self.assertEqual(len(e.data), 1)
+            self.assertTrue(e.data[0].readonly)
+            self.assertEqual(bytes(e.data[0]), bytes([i % 251]) * (i % 7 + 1))
+            self.assertEqual(e.metadata["index"], i)
+        views = [e.data[0] for e in kept]
+        del kept
+        gc.collect()  # the views alone keep the events' memory
+        self.assertEqual(bytes(views[299]), bytes([299 % 251]) * (299 % 7 + 1))
+
     def test_selector_none_selects_nothing(self):
         self.produce(1, data=lambda i: b"abc")
         c = self.topic.consumer("c", data_selector=lambda md, d: None)
