@@ -4,6 +4,7 @@
 //	go run ./bench pair            # the full sweep: 64 B .. 1 MiB, none/async/sync, 3 runs each
 //	go run ./bench producer -n 1000000 -s 64 -b 1024
 //	go run ./bench consumer -n 1000000 -i 0.5 -s 0.25
+//	go run ./bench lang            # C producer and Python consumers against Go and a socket
 //
 // `producer` and `consumer` take the flags of the C++ project's
 // diaspora-producer-benchmark and diaspora-consumer-benchmark. `pair` starts a
@@ -40,6 +41,8 @@ func main() {
 		err = consumerCmd(args[1:])
 	case "pair":
 		err = pairCmd(args[1:])
+	case "lang":
+		err = langCmd(args[1:])
 	case "-h", "--help", "help":
 		usage()
 		return
@@ -62,6 +65,7 @@ func usage() {
   producer  push events into a topic (flags of diaspora-producer-benchmark)
   consumer  pull events from a topic (flags of diaspora-consumer-benchmark)
   pair      producer and consumer processes, plus baselines; table, JSON, PNG
+  lang      the C library and the Python package against their baselines
 run "bench MODE --help" for the flags of a mode`)
 }
 

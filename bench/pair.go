@@ -397,10 +397,16 @@ func (r *pairRunner) spawn(role string, cfg any, extra *os.File) (*child, error)
 	}
 	cmd := exec.Command(r.self)
 	cmd.Env = append(os.Environ(), roleEnv+"="+role, configEnv+"="+string(b))
-	cmd.Stderr = os.Stderr
 	if extra != nil {
 		cmd.ExtraFiles = []*os.File{extra}
 	}
+	return spawnCmd(cmd, role)
+}
+
+// spawnCmd starts a process that speaks the roles' protocol: READY once it
+// can receive, RESULT <json> at the end, anything else passed on.
+func spawnCmd(cmd *exec.Cmd, role string) (*child, error) {
+	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/diaspora-shm/diaspora"
@@ -31,6 +32,8 @@ type cConsumer struct {
 	copies bool // data copied into C memory its events free
 
 	batch []diaspora.Event // PullBatch's room, under mu
+
+	lastPart atomic.Pointer[partCache]
 }
 
 // mallocCopy is the allocator of "data": "copy": one C buffer, freed with
@@ -334,17 +337,17 @@ func dshmgo_consumer_close(h C.dshm_consumer) (st C.int) {
 }
 
 // cEvent is an event handed to C: its metadata and partition information
-// copied into C memory (freed on release), its data pinned while the
-// handle lives (data read back from the durable log is Go memory).
+// copied into C memory (an arena shared by the events of one pull), its
+// data pinned while the handle lives when it is Go memory.
 type cEvent struct {
 	ev     diaspora.Event
-	cmem   unsafe.Pointer // metadata NUL partition-information NUL
+	arena  *cArena
+	md     unsafe.Pointer // metadata NUL, then partition information NUL, in the arena
 	mdLen  int
-	piLen  int
 	part   int
 	data   diaspora.DataView
 	size   int
-	pinner runtime.Pinner
+	pinner *runtime.Pinner // nil unless the data is Go memory
 
 	owned bool // data from mallocCopy
 
@@ -352,48 +355,103 @@ type cEvent struct {
 	released bool
 }
 
-func (c *cConsumer) newEvent(ev diaspora.Event) *cEvent {
-	md := ev.Metadata().Bytes()
-	pi := ev.Partition().Metadata.Bytes()
-	e := &cEvent{ev: ev, mdLen: len(md), piLen: len(pi), data: ev.Data(), part: c.partitionIndex(pi), owned: c.copies}
-	e.cmem = C.malloc(C.size_t(len(md) + len(pi) + 2))
-	if e.cmem == nil {
-		panic("out of C memory for an event's metadata")
+// cArena is C memory holding the strings of the events of one pull, freed
+// when the last of them is released.
+type cArena struct {
+	p    unsafe.Pointer
+	refs atomic.Int64
+}
+
+func (a *cArena) release() {
+	if a.refs.Add(-1) == 0 {
+		C.free(a.p)
 	}
-	dst := unsafe.Slice((*byte)(e.cmem), len(md)+len(pi)+2)
-	copy(dst, md)
-	dst[len(md)] = 0
-	copy(dst[len(md)+1:], pi)
-	dst[len(md)+1+len(pi)] = 0
-	for _, s := range e.data {
-		if len(s) > 0 {
-			e.pinner.Pin(unsafe.SliceData(s))
-			e.size += len(s)
+}
+
+// newEvents wraps the events of one pull, their strings in one C arena.
+func (c *cConsumer) newEvents(evs []diaspora.Event) []*cEvent {
+	total := 0
+	for _, ev := range evs {
+		total += len(ev.Metadata().Bytes()) + len(ev.Partition().Metadata.Bytes()) + 2
+	}
+	a := &cArena{p: C.malloc(C.size_t(total))}
+	if a.p == nil {
+		panic(fmt.Sprintf("out of C memory for %d bytes of metadata", total))
+	}
+	a.refs.Store(int64(len(evs)))
+	mem := unsafe.Slice((*byte)(a.p), total)
+	out := make([]*cEvent, len(evs))
+	slab := make([]cEvent, len(evs))
+	off := 0
+	for i, ev := range evs {
+		md := ev.Metadata().Bytes()
+		pi := ev.Partition().Metadata.Bytes()
+		e := &slab[i]
+		*e = cEvent{ev: ev, arena: a, md: unsafe.Pointer(&mem[off]), mdLen: len(md), data: ev.Data(),
+			part: c.partitionIndex(pi), owned: c.copies}
+		off += copy(mem[off:], md)
+		mem[off] = 0
+		off++
+		off += copy(mem[off:], pi)
+		mem[off] = 0
+		off++
+		// Data in the ring or in C memory may be kept by C as it is; Go
+		// heap memory (an event read back from the log) is pinned while
+		// the handle lives. A Pinner costs a finalizer: only when needed.
+		pin := true
+		if h, ok := ev.Interface().(interface{ DataOnGoHeap() bool }); ok {
+			pin = h.DataOnGoHeap()
 		}
+		for _, s := range e.data {
+			if len(s) > 0 {
+				if pin {
+					if e.pinner == nil {
+						e.pinner = new(runtime.Pinner)
+					}
+					e.pinner.Pin(unsafe.SliceData(s))
+				}
+				e.size += len(s)
+			}
+		}
+		out[i] = e
 	}
-	return e
+	return out
+}
+
+func (c *cConsumer) newEvent(ev diaspora.Event) *cEvent { return c.newEvents([]diaspora.Event{ev})[0] }
+
+// partCache remembers the index of the last partition information seen.
+type partCache struct {
+	p   *byte
+	n   int
+	idx int
 }
 
 // partitionIndex reads the "id" of a partition's information, once per
 // partition.
 func (c *cConsumer) partitionIndex(pi []byte) int {
+	if pc := c.lastPart.Load(); pc != nil && pc.p == unsafe.SliceData(pi) && pc.n == len(pi) {
+		return pc.idx
+	}
 	c.partsMu.Lock()
 	defer c.partsMu.Unlock()
-	if i, ok := c.parts[string(pi)]; ok {
-		return i
+	i, ok := c.parts[string(pi)]
+	if !ok {
+		var v struct {
+			ID int `json:"id"`
+		}
+		md, err := diaspora.MetadataFromBytes(append([]byte(nil), pi...))
+		if err == nil {
+			err = md.Decode(&v)
+		}
+		if err != nil {
+			v.ID = 0
+		}
+		i = v.ID
+		c.parts[string(pi)] = i
 	}
-	var v struct {
-		ID int `json:"id"`
-	}
-	md, err := diaspora.MetadataFromBytes(append([]byte(nil), pi...))
-	if err == nil {
-		err = md.Decode(&v)
-	}
-	if err != nil {
-		v.ID = 0
-	}
-	c.parts[string(pi)] = v.ID
-	return v.ID
+	c.lastPart.Store(&partCache{p: unsafe.SliceData(pi), n: len(pi), idx: i})
+	return i
 }
 
 func (e *cEvent) free() {
@@ -403,9 +461,11 @@ func (e *cEvent) free() {
 		return
 	}
 	e.released = true
-	C.free(e.cmem)
-	e.cmem = nil
-	e.pinner.Unpin()
+	e.arena.release()
+	e.arena, e.md = nil, nil
+	if e.pinner != nil {
+		e.pinner.Unpin()
+	}
 	if e.owned && len(e.data) > 0 && len(e.data[0]) > 0 {
 		C.free(unsafe.Pointer(unsafe.SliceData(e.data[0])))
 	}
@@ -434,9 +494,9 @@ func dshmgo_event_get_info(h C.dshm_event, out *C.dshm_event_info) (st C.int) {
 func (e *cEvent) fill(out *C.dshm_event_info) {
 	out.id = C.uint64_t(e.ev.ID())
 	out.partition = C.size_t(e.part)
-	out.metadata = (*C.char)(e.cmem)
+	out.metadata = (*C.char)(e.md)
 	out.metadata_size = C.size_t(e.mdLen)
-	out.partition_info = (*C.char)(unsafe.Add(e.cmem, e.mdLen+1))
+	out.partition_info = (*C.char)(unsafe.Add(e.md, e.mdLen+1))
 	out.data_size = C.size_t(e.size)
 	out.first = C.dshm_segment{}
 	n := 0
@@ -475,13 +535,13 @@ func dshmgo_consumer_pull_batch(h C.dshm_consumer, ms C.int64_t, max C.size_t, e
 	if infos != nil {
 		is = unsafe.Slice(infos, len(evs))
 	}
-	for i, ev := range evs {
-		e := c.newEvent(ev)
-		hs[i] = C.dshm_event(newHandle(e))
+	ces := c.newEvents(evs)
+	newHandles(ces, func(i int, h uint64) {
+		hs[i] = C.dshm_event(h)
 		if is != nil {
-			e.fill(&is[i])
+			ces[i].fill(&is[i])
 		}
-	}
+	})
 	*n = C.size_t(len(evs))
 	return C.DSHM_OK
 }
@@ -537,15 +597,26 @@ func dshmgo_event_release_many(events *C.dshm_event, n C.size_t) (st C.int) {
 		return fail(invalid("dshm_event_release_many: events is NULL or n is %d", uint64(n)))
 	}
 	var first error
-	for _, h := range unsafe.Slice(events, int(n)) {
-		e, err := take[*cEvent](C.uint64_t(h), "event")
+	hs := unsafe.Slice(events, int(n))
+	evs := make([]*cEvent, len(hs))
+	handles.Lock()
+	for i, h := range hs {
+		v, ok := handles.m[uint64(h)]
+		e, err := checkKind[*cEvent](v, ok, C.uint64_t(h), "event")
 		if err != nil {
 			if first == nil {
 				first = err
 			}
 			continue
 		}
-		e.free()
+		delete(handles.m, uint64(h))
+		evs[i] = e
+	}
+	handles.Unlock()
+	for _, e := range evs {
+		if e != nil {
+			e.free()
+		}
 	}
 	return failOr(first)
 }

@@ -196,6 +196,23 @@ int dshm_producer_open(dshm_topic t, const char *name, const char *args_json, ds
 int dshm_producer_push(dshm_producer p, const char *metadata, size_t metadata_size,
                        const dshm_segment *segments, size_t num_segments, int64_t partition,
                        dshm_future *out);
+/* One push of dshm_producer_push_many. */
+typedef struct {
+	const char *metadata;
+	size_t metadata_size;
+	const dshm_segment *segments;
+	size_t num_segments;
+	int64_t partition; /* or DSHM_ANY_PARTITION */
+} dshm_push;
+
+/* Pushes n events with one call, in order, as n dshm_producer_push calls
+ * would (the way to push small events: the call into the library costs
+ * about as much as the push itself). With futures, futures[i] gets push
+ * i's; with futures NULL the pushes are untracked. *pushed (may be NULL)
+ * gets how many were pushed: on a bad argument the call stops there and
+ * fails, the pushes before it made. */
+int dshm_producer_push_many(dshm_producer p, const dshm_push *pushes, size_t n, dshm_future *futures,
+                            size_t *pushed);
 /* Writes out every push made so far and waits (up to timeout_ms) for them;
  * returns the first failure of an untracked push since the last flush. */
 int dshm_producer_flush(dshm_producer p, int64_t timeout_ms);

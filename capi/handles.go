@@ -33,6 +33,18 @@ func newHandle(v any) uint64 {
 	return h
 }
 
+// newHandles makes a handle for each of objs under one lock, passing each
+// to put.
+func newHandles[T any](objs []T, put func(i int, h uint64)) {
+	handles.Lock()
+	for i, v := range objs {
+		handles.next++
+		handles.m[handles.next] = v
+		put(i, handles.next)
+	}
+	handles.Unlock()
+}
+
 // errHandle marks a bad handle, DSHM_EHANDLE.
 type errHandle struct{ msg string }
 

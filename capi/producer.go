@@ -40,6 +40,16 @@ func (p *cProducer) track(f diaspora.Future[diaspora.EventID]) {
 	p.mu.Unlock()
 }
 
+func (p *cProducer) trackAll(fs []diaspora.Future[diaspora.EventID]) {
+	p.mu.Lock()
+	before := len(p.untracked)
+	p.untracked = append(p.untracked, fs...)
+	if len(p.untracked)/pruneAt > before/pruneAt {
+		p.pruneLocked(false)
+	}
+	p.mu.Unlock()
+}
+
 // pruneLocked drops the completed untracked pushes (all of them when
 // waiting), remembering the first failure.
 func (p *cProducer) pruneLocked(all bool) {
@@ -192,6 +202,103 @@ func dshmgo_producer_push(h C.dshm_producer, md *C.char, mdSize C.size_t, segs *
 		return C.DSHM_OK
 	}
 	*out = C.dshm_future(newHandle(&cFuture{id: f}))
+	return C.DSHM_OK
+}
+
+//export dshmgo_producer_push_many
+func dshmgo_producer_push_many(h C.dshm_producer, pushes *C.dshm_push, n C.size_t, futures *C.dshm_future,
+	pushed *C.size_t) (st C.int) {
+	defer recoverPanic(&st)
+	if pushed != nil {
+		*pushed = 0
+	}
+	p, err := lookup[*cProducer](h, "producer")
+	if err != nil {
+		return fail(err)
+	}
+	if n == 0 {
+		return C.DSHM_OK
+	}
+	if pushes == nil || uint64(n) > 1<<20 {
+		return fail(invalid("dshm_producer_push_many: pushes is NULL or n is %d (at most 2^20)", uint64(n)))
+	}
+	ps := unsafe.Slice(pushes, int(n))
+	var fs []C.dshm_future
+	if futures != nil {
+		fs = unsafe.Slice(futures, int(n))
+		clear(fs)
+	}
+	// The metadata of all the pushes in one Go buffer, their segment views
+	// in one array: two allocations per call, not per push.
+	total, nseg := 0, 0
+	for i := range ps {
+		if uint64(ps[i].metadata_size) > 1<<31 || uint64(ps[i].num_segments) > 1<<20 {
+			return fail(invalid("dshm_producer_push_many: push %d: metadata of %d bytes, %d segments", i,
+				uint64(ps[i].metadata_size), uint64(ps[i].num_segments)))
+		}
+		total += int(ps[i].metadata_size)
+		nseg += int(ps[i].num_segments)
+	}
+	mdBuf := make([]byte, 0, total)
+	views := make([][]byte, 0, nseg)
+	var tracked []diaspora.Future[diaspora.EventID]
+	if fs == nil {
+		tracked = make([]diaspora.Future[diaspora.EventID], 0, len(ps))
+	}
+	defer func() {
+		if len(tracked) > 0 {
+			p.trackAll(tracked)
+		}
+	}()
+	for i := range ps {
+		what := fmt.Sprintf("dshm_producer_push_many: push %d", i)
+		q := &ps[i]
+		var m diaspora.Metadata
+		if q.metadata != nil || q.metadata_size != 0 {
+			if q.metadata == nil {
+				return fail(invalid("%s: metadata is NULL with size %d", what, uint64(q.metadata_size)))
+			}
+			start := len(mdBuf)
+			mdBuf = append(mdBuf, unsafe.Slice((*byte)(unsafe.Pointer(q.metadata)), int(q.metadata_size))...)
+			if m, err = diaspora.MetadataFromBytes(mdBuf[start:len(mdBuf):len(mdBuf)]); err != nil {
+				return fail(fmt.Errorf("%s: %w", what, err))
+			}
+		}
+		var data diaspora.DataView
+		if q.num_segments > 0 {
+			if q.segments == nil {
+				return fail(invalid("%s: segments is NULL with %d segments", what, uint64(q.num_segments)))
+			}
+			start := len(views)
+			for k, sg := range unsafe.Slice(q.segments, int(q.num_segments)) {
+				if sg.size == 0 {
+					continue
+				}
+				if sg.data == nil || uint64(sg.size) > 1<<40 {
+					return fail(invalid("%s: segment %d is NULL or of %d bytes", what, k, uint64(sg.size)))
+				}
+				views = append(views, unsafe.Slice((*byte)(sg.data), int(sg.size)))
+			}
+			data = views[start:len(views):len(views)]
+		}
+		var f diaspora.Future[diaspora.EventID]
+		switch {
+		case q.partition == C.DSHM_ANY_PARTITION:
+			f = p.p.Push(m, data)
+		case q.partition < 0 || q.partition > 1<<31:
+			return fail(invalid("%s: partition %d", what, int64(q.partition)))
+		default:
+			f = p.p.PushTo(int(q.partition), m, data)
+		}
+		if fs != nil {
+			fs[i] = C.dshm_future(newHandle(&cFuture{id: f}))
+		} else {
+			tracked = append(tracked, f)
+		}
+		if pushed != nil {
+			*pushed = C.size_t(i + 1)
+		}
+	}
 	return C.DSHM_OK
 }
 

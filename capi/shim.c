@@ -158,6 +158,12 @@ int dshm_producer_push(dshm_producer p, const char *metadata, size_t metadata_si
 	                            num_segments, partition, out);
 }
 
+int dshm_producer_push_many(dshm_producer p, const dshm_push *pushes, size_t n, dshm_future *futures,
+                            size_t *pushed) {
+	GUARD;
+	return dshmgo_producer_push_many(p, (dshm_push *)pushes, n, futures, pushed);
+}
+
 int dshm_producer_flush(dshm_producer p, int64_t timeout_ms) {
 	GUARD;
 	return dshmgo_producer_flush(p, timeout_ms);

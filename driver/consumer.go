@@ -818,6 +818,7 @@ func (cp *consumerPartition) build(id uint64, meta, data []byte, fromLog bool) (
 	}
 	ev := c.newEvent()
 	ev.md, ev.views = md, view
+	ev.heap = fromLog && c.alloc == nil && len(view) > 0
 	return ev, nil
 }
 
@@ -1041,7 +1042,14 @@ type event struct {
 	views diaspora.DataView
 	cp    *consumerPartition
 	end   uint64
+	heap  bool // views are a Go buffer (an event read back from the log)
 }
+
+// DataOnGoHeap reports whether the event's data is a buffer of the Go heap
+// (an event read back from the durable log, without an allocator) rather
+// than the ring's shared memory or an allocator's. The C library pins such
+// data while C holds it.
+func (e *event) DataOnGoHeap() bool { return e.heap }
 
 func (e *event) Metadata() diaspora.Metadata { return e.md }
 func (e *event) Data() diaspora.DataView {

@@ -197,6 +197,39 @@ int main(int argc, char **argv) {
 	OK(dshm_producer_close(pc));
 	IS(dshm_producer_push(pc, "{}", 2, NULL, 0, DSHM_ANY_PARTITION, NULL), DSHM_EHANDLE);
 
+	// Several pushes with one call; a bad one stops the call there.
+	{
+		dshm_topic tm = 0;
+		dshm_producer pm = 0;
+		OK(dshm_topic_create(d, "many", NULL, NULL, NULL, NULL));
+		OK(dshm_topic_open(d, "many", &tm));
+		OK(dshm_producer_open(tm, "many", NULL, &pm));
+		dshm_segment one = {data[0], 10};
+		dshm_push many[3] = {
+			{"{\"m\": 0}", 8, &one, 1, 0},
+			{"{\"m\": 1}", 8, NULL, 0, 0},
+			{"{\"m\": 2}", 8, NULL, 0, DSHM_ANY_PARTITION},
+		};
+		dshm_future fs[3];
+		size_t pushed = 9;
+		OK(dshm_producer_push_many(pm, many, 3, fs, &pushed));
+		CHECK(pushed == 3, "pushed %zu", pushed);
+		uint64_t a = 0, b = 0;
+		OK(dshm_future_wait_id(fs[0], 10000, &a));
+		OK(dshm_future_wait_id(fs[2], 10000, &b));
+		CHECK(b == a + 2, "ids %llu then %llu", (unsigned long long)a, (unsigned long long)b);
+		for (int k = 0; k < 3; k++) OK(dshm_future_release(fs[k]));
+		many[1].metadata = "{bad";
+		many[1].metadata_size = 4;
+		IS(dshm_producer_push_many(pm, many, 3, NULL, &pushed), DSHM_EJSON);
+		CHECK(pushed == 1, "pushed %zu before the bad one", pushed);
+		SAYS("push 1");
+		IS(dshm_producer_push_many(pm, NULL, 3, NULL, &pushed), DSHM_EINVAL);
+		OK(dshm_producer_flush(pm, 10000));
+		OK(dshm_producer_close(pm));
+		OK(dshm_topic_release(tm));
+	}
+
 	// Zero-copy produce.
 	dshm_claim cl = 0;
 	void *where = NULL;

@@ -640,12 +640,13 @@ class _EventHandle:
 
 class _Batch:
     """Owns the handles of a batch of events; released, with one call, when
-    every Event of the batch and every view of their data are gone."""
+    every Event of the batch and every view of their data are gone. window
+    is (base, view of the memory from base) for the events' data."""
 
-    __slots__ = ("handles", "n", "__weakref__")
+    __slots__ = ("handles", "n", "window", "__weakref__")
 
     def __init__(self, handles, n):
-        self.handles, self.n = handles, n
+        self.handles, self.n, self.window = handles, n, None
 
     def __del__(self):
         if self.n and not sys.is_finalizing():
@@ -655,57 +656,68 @@ class _Batch:
                 pass
 
 
+# Words of an event's info (dshm_event_info as 8-byte words).
+_ID, _PART, _MDP, _MDL, _PINFO, _DSIZE, _NSEG, _D0, _D0L = range(9)
+
+
 class Event:
     """An event: metadata (dict), data (list of buffers), event_id (None at
-    the end of the stream), partition (dict)."""
+    the end of the stream), partition (dict). Its data stays valid while the
+    Event or any view of its data exists (zero-copy views: until the event
+    is acknowledged)."""
 
-    __slots__ = ("_owner", "_h", "_id", "_md", "_mdp", "_mdl", "_pinfo", "_partition", "_data", "_consumer")
+    # _r: the info words; _b: what owns the handle (a batch or the handle
+    # itself); _md, _data, _partition: filled when first asked for.
+    __slots__ = ("_r", "_b", "_h", "_c", "_md", "_data", "_partition")
 
     def __init__(self, consumer, h):
-        info = _lib.EventInfo()
         owner = _EventHandle(h)
+        info = _lib.EventInfo()
         _lib.check(lib.dshm_event_get_info(h, ctypes.byref(info)))
-        data = consumer._event_data(h, info.num_segments, info.first_data, info.first_size, owner, None)
-        _init_event(self, consumer, owner, h, info.id, info.metadata, info.metadata_size,
-                    ctypes.cast(info.partition_info, ctypes.c_void_p).value, data)
+        self._r = (ctypes.c_uint64 * _lib.INFO_WORDS).from_address(ctypes.addressof(info))[:]
+        self._b, self._h, self._c = owner, h, consumer
+        if consumer._allocator is not None:
+            self._data = consumer._event_data(self)
 
     @property
     def event_id(self):
-        return self._id
+        i = self._r[_ID]
+        return None if i == _NO_MORE else i
 
     @property
     def metadata(self):
-        if self._md is None:
-            self._md = json.loads(ctypes.string_at(self._mdp, self._mdl)) if self._mdl else {}
-        return self._md
+        md = getattr(self, "_md", None)
+        if md is None:
+            r = self._r
+            md = self._md = json.loads(ctypes.string_at(r[_MDP], r[_MDL])) if r[_MDL] else {}
+        return md
 
     @property
     def data(self):
-        return self._data
+        try:
+            return self._data
+        except AttributeError:  # not made with the batch: made once, here
+            d = self._data = self._c._event_data(self)
+            return d
 
     @property
     def partition(self):
-        if self._partition is None:
-            self._partition = json.loads(ctypes.string_at(self._pinfo)) if self._pinfo else {}
-        return self._partition
+        p = getattr(self, "_partition", None)
+        if p is None:
+            r = self._r
+            p = self._partition = json.loads(ctypes.string_at(r[_PINFO])) if r[_PINFO] else {}
+        return p
 
     def acknowledge(self):
         """This event and every earlier one of its partition are done for
         the consumer's name."""
-        if self._id is None:
+        if self._r[_ID] == _NO_MORE:
             return
         _lib.check(lib.dshm_event_acknowledge(self._h), "acknowledge")
 
     def __repr__(self):
-        return f"Event(event_id={self._id}, metadata={ctypes.string_at(self._mdp, self._mdl)!r})"
-
-
-def _init_event(ev, consumer, owner, h, eid, mdp, mdl, pinfo, data):
-    ev._owner, ev._h, ev._consumer = owner, h, consumer
-    ev._id = None if eid == _NO_MORE else eid
-    ev._md, ev._mdp, ev._mdl = None, mdp, mdl
-    ev._pinfo, ev._partition = pinfo, None
-    ev._data = data
+        r = self._r
+        return f"Event(event_id={self.event_id}, metadata={ctypes.string_at(r[_MDP], r[_MDL])!r})"
 
 
 class PullFuture:
@@ -838,9 +850,11 @@ class Consumer:
         if e is not None:
             raise e
 
-    def _event_data(self, h, nseg, first, first_size, owner, window):
+    def _event_data(self, ev):
         """The data of an event: the allocator's buffers, or views of the
-        library's memory (window: a view of the batch's memory from base)."""
+        library's memory, each keeping the event's memory alive."""
+        r, owner = ev._r, ev._b
+        nseg, first, first_size = r[_NSEG], r[_D0], r[_D0L]
         if nseg == 0:
             return []
         if self._allocator is not None:
@@ -850,13 +864,14 @@ class Consumer:
                 b.release()
             return objs
         if nseg == 1:
+            window = getattr(owner, "window", None)
             if window is not None and first - window[0] + first_size <= _WINDOW:
                 base, win = window
                 return [win[first - base:first - base + first_size]]
             return [_view(first, first_size, owner, readonly=self._zero_copy)]
         segs = (_lib.Segment * nseg)()
         n = _lib.size_t()
-        _lib.check(lib.dshm_event_segments(h, segs, nseg, ctypes.byref(n)))
+        _lib.check(lib.dshm_event_segments(ev._h, segs, nseg, ctypes.byref(n)))
         return [_view(s.data, s.size, owner, readonly=self._zero_copy) for s in segs[: n.value]]
 
     _BATCH = 256
@@ -876,21 +891,31 @@ class Consumer:
         batch = _Batch(handles, n)
         w = _lib.INFO_WORDS
         flat = (ctypes.c_uint64 * (w * n)).from_address(ctypes.addressof(infos))[:]
-        window = None
+        hs = handles[:n]
         if self._allocator is None:
-            firsts = [flat[j + 7] for j in range(0, w * n, w) if flat[j + 8]]
+            firsts = [flat[j + _D0] for j in range(0, w * n, w) if flat[j + _D0L]]
             if firsts:
                 base = min(firsts)
                 win = memoryview(_window_at(base, batch)).cast("B")
-                window = (base, win.toreadonly() if self._zero_copy else win)
+                batch.window = (base, win.toreadonly() if self._zero_copy else win)
         out = []
         new = Event.__new__
+        window = batch.window
+        if window is not None:
+            base, win = window
         for i in range(n):
-            j = i * w
             ev = new(Event)
-            data = self._event_data(handles[i], flat[j + 6], flat[j + 7], flat[j + 8], batch, window)
-            _init_event(ev, self, batch, handles[i], flat[j], flat[j + 2], flat[j + 3], flat[j + 4], data)
+            r = flat[i * w:i * w + w]
+            ev._r, ev._b, ev._h, ev._c = r, batch, hs[i], self
+            if window is not None and r[_NSEG] == 1:
+                # The common case inline: one segment, a slice of the window.
+                off = r[_D0] - base
+                if off + r[_D0L] <= _WINDOW:
+                    ev._data = [win[off:off + r[_D0L]]]
             out.append(ev)
+        if self._allocator is not None:
+            for ev in out:
+                ev._data = self._event_data(ev)
         return out
 
     def events(self, timeout_ms=-1):
@@ -901,7 +926,7 @@ class Consumer:
             if not evs:
                 return
             for ev in evs:
-                if ev._id is None:
+                if ev._r[_ID] == _NO_MORE:
                     return
                 yield ev
 
@@ -910,14 +935,6 @@ class Consumer:
         f = _lib.u64()
         _lib.check(lib.dshm_consumer_pull_async(_live(self, "consumer"), ctypes.byref(f)))
         return PullFuture(self, f.value)
-
-    def events(self, timeout_ms=-1):
-        """Events until none comes within timeout_ms or the stream ends."""
-        while True:
-            ev = self.pull().wait(timeout_ms=timeout_ms)
-            if ev is None or ev.event_id is None:
-                return
-            yield ev
 
     def __iter__(self):
         return self.events()
