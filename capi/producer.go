@@ -40,6 +40,11 @@ func (p *cProducer) track(f diaspora.Future[diaspora.EventID]) {
 	p.mu.Unlock()
 }
 
+// pushName names push i of a push_many in an error, made only then.
+type pushName int
+
+func (i pushName) String() string { return fmt.Sprintf("dshm_producer_push_many: push %d", int(i)) }
+
 func (p *cProducer) trackAll(fs []diaspora.Future[diaspora.EventID]) {
 	p.mu.Lock()
 	before := len(p.untracked)
@@ -133,6 +138,9 @@ func metadataArg(md *C.char, size C.size_t, what string) (diaspora.Metadata, err
 	}
 	if uint64(size) > 1<<31 {
 		return diaspora.Metadata{}, invalid("%s: metadata of %d bytes", what, uint64(size))
+	}
+	if size == 2 && unsafe.String((*byte)(unsafe.Pointer(md)), 2) == "{}" {
+		return diaspora.Metadata{}, nil // the zero Metadata is {}
 	}
 	m, err := diaspora.MetadataFromBytes(C.GoBytes(unsafe.Pointer(md), C.int(size)))
 	if err != nil {
@@ -251,17 +259,20 @@ func dshmgo_producer_push_many(h C.dshm_producer, pushes *C.dshm_push, n C.size_
 		}
 	}()
 	for i := range ps {
-		what := fmt.Sprintf("dshm_producer_push_many: push %d", i)
+		what := pushName(i)
 		q := &ps[i]
 		var m diaspora.Metadata
 		if q.metadata != nil || q.metadata_size != 0 {
 			if q.metadata == nil {
 				return fail(invalid("%s: metadata is NULL with size %d", what, uint64(q.metadata_size)))
 			}
-			start := len(mdBuf)
-			mdBuf = append(mdBuf, unsafe.Slice((*byte)(unsafe.Pointer(q.metadata)), int(q.metadata_size))...)
-			if m, err = diaspora.MetadataFromBytes(mdBuf[start:len(mdBuf):len(mdBuf)]); err != nil {
-				return fail(fmt.Errorf("%s: %w", what, err))
+			src := unsafe.Slice((*byte)(unsafe.Pointer(q.metadata)), int(q.metadata_size))
+			if string(src) != "{}" { // the zero Metadata is {}: nothing to copy or scan
+				start := len(mdBuf)
+				mdBuf = append(mdBuf, src...)
+				if m, err = diaspora.MetadataFromBytes(mdBuf[start:len(mdBuf):len(mdBuf)]); err != nil {
+					return fail(fmt.Errorf("%s: %w", what, err))
+				}
 			}
 		}
 		var data diaspora.DataView
