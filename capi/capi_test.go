@@ -435,3 +435,31 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestSimulationToPythonAnalysis runs the two examples of the README as a
+// pipeline: the C simulation's frames, analysed in Python.
+func TestSimulationToPythonAnalysis(t *testing.T) {
+	sim := compileC(t, t.TempDir(), "simulation", "../examples/c/simulation.c")
+	root, shmDir := dirs(t)
+	const frames, w, h = 12, 256, 128
+	d := openGo(t, root, shmDir)
+	if err := d.CreateTopic("frames", diaspora.MustMetadata(`{"ring_size": "1MiB"}`)); err != nil {
+		t.Fatal(err)
+	}
+	outc := make(chan string, 1)
+	analysis := pythonCmd(t, "../examples/python/analysis.py", root, shmDir, "frames")
+	go func() { outc <- runCmdNoFatal(analysis, 2*time.Minute) }()
+	run(t, 2*time.Minute, sim, root, shmDir, "frames", fmt.Sprint(frames), fmt.Sprint(w), fmt.Sprint(h))
+	out := <-outc
+	if !strings.Contains(out, fmt.Sprintf("analysed %d frames", frames)) {
+		t.Fatalf("analysis said:\n%s", out)
+	}
+	// Frame 0 holds k % 4093 for k < 32768: its mean is known.
+	want := 0.0
+	for k := 0; k < w*h; k++ {
+		want += float64(k % 4093)
+	}
+	if line := fmt.Sprintf("frame 0: mean %.3f", want/float64(w*h)); !strings.Contains(out, line) {
+		t.Fatalf("analysis said:\n%s\nwant the line %q", out, line)
+	}
+}

@@ -797,3 +797,66 @@ func TestTopicModeReachesEveryFile(t *testing.T) {
 		d.Close()
 	}
 }
+
+// TestDataOnGoHeapSaysWhereTheDataIs: an event read back from the log has
+// its data in a Go buffer and says so (the C library pins it while C holds
+// it); one read in place from the ring does not.
+func TestDataOnGoHeapSaysWhereTheDataIs(t *testing.T) {
+	const n = 2000
+	d, opts := newDriver(t)
+	var o struct {
+		Shm string `json:"shm_path"`
+	}
+	if err := opts.Decode(&o); err != nil {
+		t.Fatal(err)
+	}
+	th := createTopic(t, d, "where", `{"ring_size":"64KiB","durability":"async"}`)
+	p, _ := th.Producer("p", diaspora.BatchSize(32))
+	for i := 0; i < n; i++ {
+		p.Push(diaspora.MustMetadata(fmt.Sprintf(`{"i":%d}`, i)), diaspora.DataView{make([]byte, 100)})
+	}
+	if _, err := p.Flush().Wait(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c, err := th.Consumer("c", diaspora.FullDataSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	type heapReporter interface{ DataOnGoHeap() bool }
+	for i := 0; i < n; i++ {
+		ev, err := c.Pull().Wait(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, ok := ev.Interface().(heapReporter)
+		if !ok {
+			t.Fatalf("the shm driver's events have no DataOnGoHeap")
+		}
+		inRing := inMapping(t, ev.Data()[0], o.Shm)
+		if h.DataOnGoHeap() == inRing {
+			t.Fatalf("event %d: DataOnGoHeap %v, but the data is in the ring: %v", i, h.DataOnGoHeap(), inRing)
+		}
+		if i == 0 && inRing {
+			t.Fatal("event 0 should have been read from the log: the 64 KiB ring wrapped")
+		}
+	}
+	// Without a log every event is read in place.
+	tr := createTopic(t, d, "ring-only", `{"durability":"none"}`)
+	pr, _ := tr.Producer("p")
+	if _, err := pr.Push(diaspora.MustMetadata(`{}`), diaspora.DataView{make([]byte, 100)}).Wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cr, err := tr.Consumer("c", diaspora.FullDataSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cr.Close()
+	ev, err := cr.Pull().Wait(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Interface().(heapReporter).DataOnGoHeap() || !inMapping(t, ev.Data()[0], o.Shm) {
+		t.Fatalf("an event of a ring-only topic: DataOnGoHeap %v, in the ring %v", ev.Interface().(heapReporter).DataOnGoHeap(), inMapping(t, ev.Data()[0], o.Shm))
+	}
+}

@@ -9,16 +9,18 @@ import (
 	"testing"
 )
 
-// The README's Go excerpts are marked <!-- excerpt: PATH -->: each of their
-// lines, trimmed, must appear in that file in the same order (a "// ..."
-// line stands for lines left out), so the README shows code that compiles
-// and runs in TestProducerAndConsumerPrograms.
+// The README's excerpts (Go, C, Python, Fortran) are marked <!-- excerpt:
+// PATH -->: each of their lines, trimmed, must appear in that file in the
+// same order (a "// ...", "# ..." or "! ..." line stands for lines left
+// out), so the README shows code that compiles and runs: the Go programs
+// in TestProducerAndConsumerPrograms, the C, Python and Fortran ones in the
+// tests of capi/.
 func TestReadmeExcerptsAreFromTheExamples(t *testing.T) {
 	text, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks := regexp.MustCompile("(?s)<!-- excerpt: (\\S+) -->\n```go\n(.*?)```").FindAllSubmatch(text, -1)
+	blocks := regexp.MustCompile("(?s)<!-- excerpt: (\\S+) -->\n```(?:go|c|python|fortran)\n(.*?)```").FindAllSubmatch(text, -1)
 	if len(blocks) < 2 {
 		t.Fatalf("README.md has %d marked excerpts, want the producer's and the consumer's", len(blocks))
 	}
@@ -35,7 +37,7 @@ func TestReadmeExcerptsAreFromTheExamples(t *testing.T) {
 		at := 0
 		for sc := bufio.NewScanner(strings.NewReader(string(b[2]))); sc.Scan(); {
 			want := strings.TrimSpace(sc.Text())
-			if want == "" || strings.HasPrefix(want, "// ...") {
+			if want == "" || strings.HasPrefix(want, "// ...") || strings.HasPrefix(want, "# ...") || strings.HasPrefix(want, "! ...") {
 				continue
 			}
 			for at < len(lines) && lines[at] != want {
