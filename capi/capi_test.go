@@ -319,6 +319,12 @@ func TestPythonProducerToCConsumer(t *testing.T) {
 }
 
 func TestPythonReads16MiBFramesZeroCopy(t *testing.T) {
+	for _, numpy := range []bool{true, false} {
+		t.Run(map[bool]string{true: "numpy", false: "memoryview"}[numpy], func(t *testing.T) { testFrames(t, numpy) })
+	}
+}
+
+func testFrames(t *testing.T, numpy bool) {
 	sim := compileC(t, t.TempDir(), "simulation", "../examples/c/simulation.c")
 	root, shmDir := dirs(t)
 	const frames, w, h = 6, 2048, 2048 // 16 MiB each; the ring holds 2 at a time
@@ -331,6 +337,9 @@ func TestPythonReads16MiBFramesZeroCopy(t *testing.T) {
 	consumer := pythonCmd(t, "../python/tests/xlang.py", "frames", root, shmDir, "frames",
 		fmt.Sprint(frames), fmt.Sprint(w), fmt.Sprint(h))
 	consumer.Stderr = os.Stderr
+	if !numpy {
+		consumer.Env = append(consumer.Env, "XLANG_NO_NUMPY=1")
+	}
 	stdout, err := consumer.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
