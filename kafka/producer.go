@@ -1,0 +1,228 @@
+package kafka
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/diaspora-shm/diaspora"
+)
+
+// topic is an open topic.
+type topic struct {
+	d         *Driver
+	name, kt  string
+	cfg       topicConfig
+	infos     []diaspora.PartitionInfo
+	validator diaspora.Validator
+	selector  diaspora.PartitionSelector
+	ser       diaspora.Serializer
+	selMu     sync.Mutex // the selector is the user's: one call at a time
+}
+
+func newTopic(d *Driver, name, kt string, cfg topicConfig) (*topic, error) {
+	t := &topic{d: d, name: name, kt: kt, cfg: cfg}
+	var err error
+	if t.validator, err = diaspora.ValidatorFromMetadata(orDefault(cfg.Validator)); err != nil {
+		return nil, fmt.Errorf("topic %q: validator: %w", name, err)
+	}
+	if t.selector, err = diaspora.PartitionSelectorFromMetadata(orDefault(cfg.PartitionSelector)); err != nil {
+		return nil, fmt.Errorf("topic %q: partition selector: %w", name, err)
+	}
+	if t.ser, err = diaspora.SerializerFromMetadata(orDefault(cfg.Serializer)); err != nil {
+		return nil, fmt.Errorf("topic %q: serializer: %w", name, err)
+	}
+	for p := 0; p < cfg.NumPartitions; p++ {
+		md, err := diaspora.MetadataOf(map[string]any{"id": p, "topic": name})
+		if err != nil {
+			return nil, err
+		}
+		t.infos = append(t.infos, diaspora.PartitionInfo{Metadata: md})
+	}
+	if err := t.selector.SetPartitions(t.infos); err != nil {
+		return nil, fmt.Errorf("topic %q: partition selector: %w", name, err)
+	}
+	return t, nil
+}
+
+func orDefault(md diaspora.Metadata) diaspora.Metadata {
+	if len(md.Bytes()) == 0 || string(md.Bytes()) == "null" {
+		return diaspora.MustMetadata(`{"type":"default"}`)
+	}
+	return md
+}
+
+func (t *topic) Name() string                     { return t.name }
+func (t *topic) Driver() diaspora.DriverInterface { return t.d }
+func (t *topic) Partitions() []diaspora.PartitionInfo {
+	return append([]diaspora.PartitionInfo(nil), t.infos...)
+}
+func (t *topic) Validator() diaspora.ValidatorInterface {
+	return t.validator.Interface()
+}
+func (t *topic) PartitionSelector() diaspora.PartitionSelectorInterface {
+	return t.selector.Interface()
+}
+func (t *topic) Serializer() diaspora.SerializerInterface { return t.ser.Interface() }
+
+// MarkAsComplete writes the end-of-stream marker (sizes of all ones) to
+// every partition and records the topic as complete in its config.
+func (t *topic) MarkAsComplete() error {
+	if err := t.d.checkOpen(); err != nil {
+		return err
+	}
+	ctx, cancel := t.d.ctx()
+	defer cancel()
+	recs := make([]*kgo.Record, len(t.infos))
+	for p := range recs {
+		recs[p] = &kgo.Record{Topic: t.kt, Partition: int32(p), Value: endMarker()}
+	}
+	cl, err := kgo.NewClient(append(t.d.opts.base(), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return fmt.Errorf("kafka: topic %q: write the end-of-stream markers: %w", t.name, err)
+	}
+	cfg := t.cfg
+	cfg.Complete = true
+	return t.d.writeConfig(ctx, t.kt, cfg)
+}
+
+func (t *topic) MakeProducer(name string, batch diaspora.BatchSize, maxBatches diaspora.MaxNumBatches, ordering diaspora.Ordering,
+	pool diaspora.ThreadPoolInterface, options diaspora.Metadata) (diaspora.ProducerInterface, error) {
+	if err := t.d.checkOpen(); err != nil {
+		return nil, err
+	}
+	if name == "" {
+		return nil, fmt.Errorf("%w: producer name is empty", diaspora.ErrInvalidArgument)
+	}
+	if err := noOptions(options, "producer"); err != nil {
+		return nil, err
+	}
+	if pool == nil {
+		pool = t.d.pool
+	}
+	opts := append(t.d.opts.base(),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchMaxBytes(t.d.opts.MaxMessage),
+		kgo.RecordDeliveryTimeout(t.d.opts.PushTimeout),
+		kgo.ClientID("diaspora-"+name),
+	)
+	if batch > 0 {
+		opts = append(opts, kgo.MaxBufferedRecords(int(batch)*max(int(maxBatches), 1)))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &producer{t: t, cl: cl, name: name, batch: batch, maxBatches: maxBatches, ordering: ordering, pool: pool}, nil
+}
+
+func noOptions(md diaspora.Metadata, what string) error {
+	var m map[string]any
+	if err := md.Decode(&m); err != nil {
+		return fmt.Errorf("%w: kafka %s options: want an object: %v", diaspora.ErrInvalidArgument, what, err)
+	}
+	for k := range m {
+		return fmt.Errorf("%w: kafka %s options: unknown key %q", diaspora.ErrInvalidArgument, what, k)
+	}
+	return nil
+}
+
+type producer struct {
+	t          *topic
+	cl         *kgo.Client
+	name       string
+	batch      diaspora.BatchSize
+	maxBatches diaspora.MaxNumBatches
+	ordering   diaspora.Ordering
+	pool       diaspora.ThreadPoolInterface
+	closed     atomic.Bool
+	closeOnce  sync.Once
+}
+
+func (p *producer) Name() string                             { return p.name }
+func (p *producer) BatchSize() diaspora.BatchSize            { return p.batch }
+func (p *producer) MaxNumBatches() diaspora.MaxNumBatches    { return p.maxBatches }
+func (p *producer) Ordering() diaspora.Ordering              { return p.ordering }
+func (p *producer) ThreadPool() diaspora.ThreadPoolInterface { return p.pool }
+func (p *producer) Topic() diaspora.TopicHandleInterface     { return p.t }
+
+// Push validates, picks the partition, and hands the record to the client,
+// which produces it idempotently; the future gives its offset.
+func (p *producer) Push(md diaspora.Metadata, data diaspora.DataView, partition int) diaspora.Future[diaspora.EventID] {
+	fail := func(err error) diaspora.Future[diaspora.EventID] {
+		return diaspora.ReadyFuture[diaspora.EventID](0, fmt.Errorf("producer %q of topic %q: %w", p.name, p.t.name, err))
+	}
+	if p.closed.Load() {
+		return fail(diaspora.ErrClosed)
+	}
+	if err := p.t.validator.Validate(md, data); err != nil {
+		return fail(err)
+	}
+	p.t.selMu.Lock()
+	part, err := p.t.selector.SelectPartitionFor(md, partition)
+	p.t.selMu.Unlock()
+	if err != nil {
+		return fail(err)
+	}
+	if part < 0 || part >= len(p.t.infos) {
+		return fail(fmt.Errorf("%w: the partition selector chose partition %d of %d", diaspora.ErrInvalidArgument, part, len(p.t.infos)))
+	}
+	value := make([]byte, headerSize, headerSize+len(md.Bytes())+data.Size())
+	value, err = p.t.ser.Serialize(value, md)
+	if err != nil {
+		return fail(err)
+	}
+	if len(value) < headerSize {
+		return fail(errors.New("the serializer dropped the record header"))
+	}
+	mdLen := len(value) - headerSize
+	for _, s := range data {
+		value = append(value, s...)
+	}
+	binary.LittleEndian.PutUint64(value[0:8], uint64(mdLen))
+	binary.LittleEndian.PutUint64(value[8:16], uint64(data.Size()))
+	if len(value) > int(p.t.d.opts.MaxMessage) {
+		return fail(fmt.Errorf("%w: an event of %d bytes is larger than kafka.message.max.bytes %d", diaspora.ErrInvalidArgument, len(value), p.t.d.opts.MaxMessage))
+	}
+	prom := diaspora.NewPromise[diaspora.EventID]()
+	rec := &kgo.Record{Topic: p.t.kt, Partition: int32(part), Value: value}
+	p.cl.Produce(context.Background(), rec, func(r *kgo.Record, err error) {
+		if err != nil {
+			prom.Set(0, fmt.Errorf("producer %q of topic %q: partition %d: %w", p.name, p.t.name, part, err))
+			return
+		}
+		prom.Set(diaspora.EventID(r.Offset), nil)
+	})
+	return prom.Future()
+}
+
+// Flush waits for every push made so far.
+func (p *producer) Flush() diaspora.Future[struct{}] {
+	prom := diaspora.NewPromise[struct{}]()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), p.t.d.opts.PushTimeout+p.t.d.opts.ConnectTimeout)
+		defer cancel()
+		prom.Set(struct{}{}, p.cl.Flush(ctx))
+	}()
+	return prom.Future()
+}
+
+// Close flushes, then closes the producer's client.
+func (p *producer) Close() error {
+	var err error
+	p.closeOnce.Do(func() {
+		p.closed.Store(true)
+		_, err = p.Flush().Wait(-1)
+		p.cl.Close()
+	})
+	return err
+}
