@@ -17,7 +17,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -330,12 +329,4 @@ func (d *Driver) Close() error {
 	errs = append(errs, d.pool.Close())
 	d.cl.Close()
 	return errors.Join(errs...)
-}
-
-// timeoutCtx is a context for Wait-style timeouts: negative means none.
-func timeoutCtx(timeout time.Duration) (context.Context, context.CancelFunc) {
-	if timeout < 0 {
-		return context.WithCancel(context.Background())
-	}
-	return context.WithTimeout(context.Background(), timeout)
 }
