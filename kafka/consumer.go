@@ -146,7 +146,19 @@ func (c *consumer) Pull() diaspora.Future[diaspora.Event] {
 	select {
 	case <-c.done:
 		p.Set(diaspora.Event{}, c.closedErr())
+		return p.Future()
+	default:
+	}
+	select {
+	case <-c.done:
+		p.Set(diaspora.Event{}, c.closedErr())
 	case c.waiters <- p:
+		// Queued as the consumer closed: nobody hands events out any more.
+		select {
+		case <-c.stopped:
+			c.failWaiters()
+		default:
+		}
 	}
 	return p.Future()
 }
