@@ -171,12 +171,12 @@ func TestPushPullKeepsEveryEventInOrder(t *testing.T) {
 				t.Fatalf("push %d to partition %d got ID %d, want %d (IDs count from 0 in each partition)", i, i%2, id, i/2)
 			}
 		}
-		must(p.Flush().Wait(30*time.Second))(t)
+		must(p.Flush().Wait(30 * time.Second))(t)
 		c := must(th.Consumer("c", diaspora.FullDataSelector))(t)
 		defer c.Close()
 		next := map[int]int{0: 0, 1: 1} // the next i of each partition
 		for range n {
-			ev := must(c.Pull().Wait(30*time.Second))(t)
+			ev := must(c.Pull().Wait(30 * time.Second))(t)
 			part := partitionOf(t, ev)
 			var m struct{ I int }
 			if err := ev.Metadata().Decode(&m); err != nil {
@@ -203,7 +203,7 @@ func TestPullThatTimedOutGetsTheNextEvent(t *testing.T) {
 			t.Fatalf("an empty topic: %v, want ErrTimeout", err)
 		}
 		p := must(th.Producer("p"))(t)
-		must(p.Push(md(`{"late": true}`), nil).Wait(30*time.Second))(t)
+		must(p.Push(md(`{"late": true}`), nil).Wait(30 * time.Second))(t)
 		ev, err := f.Wait(30 * time.Second)
 		if err != nil || ev.ID() != 0 || ev.Metadata().Dump() != `{"late":true}` {
 			t.Fatalf("the same future, waited again: %v %v", ev.Metadata(), err)
@@ -215,10 +215,10 @@ func TestSelectionAndAllocation(t *testing.T) {
 	run(t, func(t *testing.T, d diaspora.Driver) {
 		th := topicWith(t, d, "sel", 1)
 		p := must(th.Producer("p"))(t)
-		must(p.Push(md(`{"k": 1}`), diaspora.DataView{[]byte("0123456789")}).Wait(30*time.Second))(t)
+		must(p.Push(md(`{"k": 1}`), diaspora.DataView{[]byte("0123456789")}).Wait(30 * time.Second))(t)
 		// Metadata only.
 		c := must(th.Consumer("meta"))(t)
-		if ev := must(c.Pull().Wait(30*time.Second))(t); ev.Data().Size() != 0 {
+		if ev := must(c.Pull().Wait(30 * time.Second))(t); ev.Data().Size() != 0 {
 			t.Fatalf("a consumer without selector got %d bytes", ev.Data().Size())
 		}
 		c.Close()
@@ -227,7 +227,7 @@ func TestSelectionAndAllocation(t *testing.T) {
 			return dd.StridedView(1, 3, 2, 1)
 		}
 		c = must(th.Consumer("stride", diaspora.DataSelector(stride)))(t)
-		if ev := must(c.Pull().Wait(30*time.Second))(t); string(ev.Data().Bytes()) != "124578" {
+		if ev := must(c.Pull().Wait(30 * time.Second))(t); string(ev.Data().Bytes()) != "124578" {
 			t.Fatalf("strided selection gave %q", ev.Data().Bytes())
 		}
 		c.Close()
@@ -237,9 +237,11 @@ func TestSelectionAndAllocation(t *testing.T) {
 			given = make([]byte, dd.Size())
 			return diaspora.DataView{given}, nil
 		}
-		sub := func(_ diaspora.Metadata, dd diaspora.DataDescriptor) (diaspora.DataDescriptor, error) { return dd.SubView(6, 100) }
+		sub := func(_ diaspora.Metadata, dd diaspora.DataDescriptor) (diaspora.DataDescriptor, error) {
+			return dd.SubView(6, 100)
+		}
 		c = must(th.Consumer("alloc", diaspora.DataSelector(sub), diaspora.DataAllocator(alloc)))(t)
-		ev := must(c.Pull().Wait(30*time.Second))(t)
+		ev := must(c.Pull().Wait(30 * time.Second))(t)
 		if string(given) != "6789" || string(ev.Data().Bytes()) != "6789" {
 			t.Fatalf("the allocator's buffer holds %q, the event %q", given, ev.Data().Bytes())
 		}
@@ -261,7 +263,7 @@ func TestAcknowledgedNameResumesAfterIt(t *testing.T) {
 		th := topicWith(t, d, "resume", 1)
 		p := must(th.Producer("p"))(t)
 		for i := range 10 {
-			must(p.Push(md(`{"i": %d}`, i), nil).Wait(30*time.Second))(t)
+			must(p.Push(md(`{"i": %d}`, i), nil).Wait(30 * time.Second))(t)
 		}
 		c := must(th.Consumer("reader"))(t)
 		var evs []diaspora.Event
@@ -277,12 +279,12 @@ func TestAcknowledgedNameResumesAfterIt(t *testing.T) {
 		c.Close()
 		c = must(th.Consumer("reader"))(t)
 		defer c.Close()
-		if ev := must(c.Pull().Wait(30*time.Second))(t); ev.ID() != 5 {
+		if ev := must(c.Pull().Wait(30 * time.Second))(t); ev.ID() != 5 {
 			t.Fatalf("the name resumed at event %d, want 5 (after the acknowledged 4)", ev.ID())
 		}
 		other := must(th.Consumer("another"))(t)
 		defer other.Close()
-		if ev := must(other.Pull().Wait(30*time.Second))(t); ev.ID() != 0 {
+		if ev := must(other.Pull().Wait(30 * time.Second))(t); ev.ID() != 0 {
 			t.Fatalf("a new name starts at event %d, want 0", ev.ID())
 		}
 	})
@@ -293,12 +295,12 @@ func TestTargetsAreExactlyThosePartitions(t *testing.T) {
 		th := topicWith(t, d, "targets", 3)
 		p := must(th.Producer("p"))(t)
 		for i := range 30 {
-			must(p.PushTo(i%3, md(`{"i": %d}`, i), nil).Wait(30*time.Second))(t)
+			must(p.PushTo(i%3, md(`{"i": %d}`, i), nil).Wait(30 * time.Second))(t)
 		}
 		c := must(th.Consumer("c", diaspora.Targets{1}))(t)
 		defer c.Close()
 		for range 10 {
-			ev := must(c.Pull().Wait(30*time.Second))(t)
+			ev := must(c.Pull().Wait(30 * time.Second))(t)
 			if part := partitionOf(t, ev); part != 1 {
 				t.Fatalf("a consumer of partition 1 got an event of partition %d", part)
 			}
@@ -317,9 +319,9 @@ func TestCompleteEndsTheStream(t *testing.T) {
 		th := topicWith(t, d, "end", 2)
 		p := must(th.Producer("p"))(t)
 		for i := range 6 {
-			must(p.Push(md(`{"i": %d}`, i), nil).Wait(30*time.Second))(t)
+			must(p.Push(md(`{"i": %d}`, i), nil).Wait(30 * time.Second))(t)
 		}
-		must(p.Flush().Wait(30*time.Second))(t)
+		must(p.Flush().Wait(30 * time.Second))(t)
 		if err := th.MarkAsComplete(); err != nil {
 			t.Fatal(err)
 		}
@@ -336,7 +338,7 @@ func TestCompleteEndsTheStream(t *testing.T) {
 			t.Fatalf("Events gave %d events before the end, want 6", n)
 		}
 		for range 2 { // the end, again and again
-			if ev := must(c.Pull().Wait(30*time.Second))(t); ev.ID() != diaspora.NoMoreEvents {
+			if ev := must(c.Pull().Wait(30 * time.Second))(t); ev.ID() != diaspora.NoMoreEvents {
 				t.Fatalf("after the end: event %d, want NoMoreEvents", ev.ID())
 			}
 		}
