@@ -1,13 +1,19 @@
 package kafka_test
 
 import (
+	"context"
+	"encoding/binary"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/diaspora-shm/diaspora"
 	_ "github.com/diaspora-shm/diaspora/kafka"
@@ -82,4 +88,185 @@ func TestSmoke(t *testing.T) {
 	}
 	l, err := d.ListTopics()
 	t.Log(l, err)
+}
+
+func TestOptionsAreCheckedByName(t *testing.T) {
+	for _, c := range []struct{ opts, want string }{
+		{`{"kafka": {"bootstrap.servers": "x:1"}, "colour": "red"}`, `unknown key "colour"`},
+		{`{"kafka": {"bootstrap.servers": "x:1", "linger.msec": 5}}`, "unknown key kafka.linger.msec"},
+		{`{"kafka": {}}`, "kafka.bootstrap.servers is missing"},
+		{`{"kafka": {"bootstrap.servers": "x:1", "security.protocol": "carrier-pigeon"}}`, "kafka.security.protocol"},
+		{`{"kafka": {"bootstrap.servers": "x:1", "acks": 1}}`, "kafka.acks"},
+		{`{"kafka": {"bootstrap.servers": "x:1", "sasl.mechanism": "ROT13"}}`, "kafka.sasl.mechanism"},
+		{`{"kafka": {"bootstrap.servers": "x:1", "ssl.ca.location": "/no/such/file"}}`, "kafka.ssl.ca.location"},
+		{`{"kafka": {"bootstrap.servers": "x:1"}, "namespace": "a/b"}`, "namespace"},
+	} {
+		_, err := diaspora.NewDriver("kafka", diaspora.MustMetadata(c.opts))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("options %s: %v, want an error naming %s", c.opts, err, c.want)
+		}
+	}
+}
+
+func TestUnreachableBrokersFailWithinTheTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	start := time.Now()
+	_, err = diaspora.NewDriver("kafka", diaspora.MustMetadata(fmt.Sprintf(
+		`{"kafka": {"bootstrap.servers": %q, "socket.connection.setup.timeout.ms": 500}}`, addr)))
+	if err == nil || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("a driver on %s: %v, want an error naming the broker", addr, err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("it took %v to fail", d)
+	}
+}
+
+// TestForeignRecordIsAnErrorNamingIt: records not in the layout of
+// FORMAT.md fail the pull that meets them with an error naming the topic,
+// partition and offset, and the consumer goes on with the next record.
+func TestForeignRecordIsAnErrorNamingIt(t *testing.T) {
+	opts := cluster(t)
+	d, err := diaspora.NewDriver("kafka", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.CreateTopic("mixed"); err != nil {
+		t.Fatal(err)
+	}
+	th, err := d.OpenTopic("mixed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o struct {
+		Kafka     struct{ Servers string `json:"bootstrap.servers"` }
+		Namespace string
+	}
+	if err := opts.Decode(&o); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(o.Kafka.Servers, ",")...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	bad := make([]byte, 20)
+	binary.LittleEndian.PutUint64(bad[0:8], 3)
+	binary.LittleEndian.PutUint64(bad[8:16], 99) // 3 + 99 > the 4 bytes there
+	for _, v := range [][]byte{[]byte("hello"), bad} {
+		if err := raw.ProduceSync(context.Background(), &kgo.Record{Topic: o.Namespace + ".mixed", Value: v}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, _ := th.Producer("p")
+	if _, err := p.Push(diaspora.MustMetadata(`{"ok":1}`), diaspora.DataView{[]byte("x")}).Wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c, err := th.Consumer("c", diaspora.FullDataSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for off, want := range []string{"shorter than the 16-byte header", "do not add up"} {
+		_, err := c.Pull().Wait(10 * time.Second)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), fmt.Sprintf(`topic "mixed" partition 0 offset %d`, off)) {
+			t.Fatalf("record %d: %v, want an error naming topic, partition, offset and %q", off, err, want)
+		}
+	}
+	ev, err := c.Pull().Wait(10 * time.Second)
+	if err != nil || ev.ID() != 2 || string(ev.Data().Bytes()) != "x" {
+		t.Fatalf("after the foreign records: %v %v", ev.ID(), err)
+	}
+}
+
+// TestKcatInterop: kcat (librdkafka) reads what the driver produced, in
+// the layout of FORMAT.md, and the driver consumes what kcat produced.
+func TestKcatInterop(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		t.Fatal("kcat is needed for the interoperability test (Debian: apt-get install kcat)")
+	}
+	opts := cluster(t)
+	var o struct {
+		Kafka     struct{ Servers string `json:"bootstrap.servers"` }
+		Namespace string
+	}
+	if err := opts.Decode(&o); err != nil {
+		t.Fatal(err)
+	}
+	d, err := diaspora.NewDriver("kafka", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.CreateTopic("interop"); err != nil {
+		t.Fatal(err)
+	}
+	th, err := d.OpenTopic("interop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := th.Producer("p")
+	if _, err := p.Push(diaspora.MustMetadata(`{"from":"go"}`), diaspora.DataView{[]byte("data from go")}).Wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	topic := o.Namespace + ".interop"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, kcat, "-b", o.Kafka.Servers, "-C", "-t", topic, "-p", "0", "-o", "0", "-c", "1", "-e", "-f", "%s").Output()
+	if err != nil {
+		t.Fatalf("kcat -C: %v", err)
+	}
+	md, data, end, err := decodeForTest(out)
+	if err != nil || end || string(md) != `{"from":"go"}` || string(data) != "data from go" {
+		t.Fatalf("kcat read %q: metadata %q, data %q, end %v, %v", out, md, data, end, err)
+	}
+	// kcat sends each file as one record.
+	file := filepath.Join(t.TempDir(), "record")
+	rec := encodeForTest(`{"from":"kcat"}`, "data from kcat")
+	if err := os.WriteFile(file, rec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, kcat, "-b", o.Kafka.Servers, "-P", "-t", topic, "-p", "0", file).CombinedOutput(); err != nil {
+		t.Fatalf("kcat -P: %v\n%s", err, out)
+	}
+	c, err := th.Consumer("c", diaspora.FullDataSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i, want := range []string{"data from go", "data from kcat"} {
+		ev, err := c.Pull().Wait(30 * time.Second)
+		if err != nil || ev.ID() != diaspora.EventID(i) || string(ev.Data().Bytes()) != want {
+			t.Fatalf("event %d: %v %q %v, want %q", i, ev.ID(), ev.Data().Bytes(), err, want)
+		}
+	}
+}
+
+// The layout of FORMAT.md, written out again here: the test checks the
+// document, not the code against itself.
+func encodeForTest(md, data string) []byte {
+	b := make([]byte, 16, 16+len(md)+len(data))
+	binary.LittleEndian.PutUint64(b[0:8], uint64(len(md)))
+	binary.LittleEndian.PutUint64(b[8:16], uint64(len(data)))
+	return append(append(b, md...), data...)
+}
+
+func decodeForTest(v []byte) (md, data []byte, end bool, err error) {
+	if len(v) < 16 {
+		return nil, nil, false, fmt.Errorf("%d bytes", len(v))
+	}
+	ml, dl := binary.LittleEndian.Uint64(v[0:8]), binary.LittleEndian.Uint64(v[8:16])
+	if ml == ^uint64(0) && dl == ^uint64(0) {
+		return nil, nil, true, nil
+	}
+	if 16+ml+dl != uint64(len(v)) {
+		return nil, nil, false, fmt.Errorf("sizes %d + %d in %d bytes", ml, dl, len(v))
+	}
+	return v[16 : 16+ml], v[16+ml:], false, nil
 }
