@@ -144,7 +144,9 @@ func TestForeignRecordIsAnErrorNamingIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	var o struct {
-		Kafka     struct{ Servers string `json:"bootstrap.servers"` }
+		Kafka struct {
+			Servers string `json:"bootstrap.servers"`
+		}
 		Namespace string
 	}
 	if err := opts.Decode(&o); err != nil {
@@ -193,7 +195,9 @@ func TestKcatInterop(t *testing.T) {
 	}
 	opts := cluster(t)
 	var o struct {
-		Kafka     struct{ Servers string `json:"bootstrap.servers"` }
+		Kafka struct {
+			Servers string `json:"bootstrap.servers"`
+		}
 		Namespace string
 	}
 	if err := opts.Decode(&o); err != nil {
