@@ -125,7 +125,8 @@ typedef int (*dshm_allocator_fn)(void *ctx, const char *metadata, size_t metadat
 
 /* An event processor for dshm_consumer_process. It owns ev (release it
  * when done). Return DSHM_OK to go on, DSHM_ESTOP to stop, or another
- * negative value to stop with an error. */
+ * negative value to stop with an error. It must not close the driver, the
+ * consumer or the pool it runs on (closing waits for the processor). */
 typedef int (*dshm_processor_fn)(void *ctx, dshm_event ev);
 
 /* ---- errors and the library ---- */
@@ -142,10 +143,12 @@ const char *dshm_version(void);
  * options its JSON options, e.g. {"root_path": "/scratch/me/topics"}. */
 int dshm_driver_open(const char *backend, const char *options_json, dshm_driver *out);
 /* Closes the driver and everything opened through it. Zero-copy data of
- * events still held reads as zeros afterwards; it never faults. */
+ * events still held reads as zeros afterwards; it never faults. Not from a
+ * processor or a callback of the library's (it waits for them). */
 int dshm_driver_close(dshm_driver d);
 /* The driver's default thread pool, and a new pool of count threads
- * (0: work runs in the calling thread). Release pool handles when done. */
+ * (0: work runs in the calling thread). Releasing a pool's handle forgets
+ * it; its threads stop when the driver closes. */
 int dshm_driver_default_thread_pool(dshm_driver d, dshm_thread_pool *out);
 int dshm_driver_make_thread_pool(dshm_driver d, size_t count, dshm_thread_pool *out);
 int dshm_thread_pool_count(dshm_thread_pool p, size_t *count);
@@ -224,7 +227,9 @@ int dshm_producer_close(dshm_producer p);
 int dshm_producer_claim(dshm_producer p, const char *metadata, size_t metadata_size,
                         size_t size, int64_t partition, dshm_claim *out, void **data);
 /* Validates and publishes the claimed event; *id (may be NULL) gets its ID.
- * The claim handle is gone after the call, whatever it returns. */
+ * The claim handle is gone after the call, except on DSHM_ETIMEOUT: the
+ * commit is under way and the handle stays; commit it again to wait for
+ * the result. */
 int dshm_claim_commit(dshm_claim c, int64_t timeout_ms, uint64_t *id);
 /* Gives the space back: no event is published. The handle is gone after. */
 int dshm_claim_abort(dshm_claim c);
@@ -254,8 +259,10 @@ int dshm_future_release(dshm_future f);
  * selector (may be NULL: then "data" decides) picks the data of each event;
  * allocator (may be NULL) gives memory to copy it into. Without an
  * allocator the data segments of an event point into the shared memory
- * itself (no copy), valid until the event is acknowledged (or the consumer
- * closes, after which they read zeros). ctx is passed to both. */
+ * itself (no copy), valid until the event is acknowledged or the consumer
+ * closes. Past that they stay readable but may show other events' bytes
+ * (the ring reuses the space); they never fault, and once the driver
+ * closes they read zeros. ctx is passed to both. */
 int dshm_consumer_open(dshm_topic t, const char *name, const char *args_json,
                        dshm_selector_fn selector, dshm_allocator_fn allocator, void *ctx,
                        dshm_consumer *out);

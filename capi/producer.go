@@ -136,8 +136,8 @@ func metadataArg(md *C.char, size C.size_t, what string) (diaspora.Metadata, err
 		}
 		return diaspora.Metadata{}, invalid("%s: metadata is NULL with size %d", what, uint64(size))
 	}
-	if uint64(size) > 1<<31 {
-		return diaspora.Metadata{}, invalid("%s: metadata of %d bytes", what, uint64(size))
+	if uint64(size) > 1<<31-1 {
+		return diaspora.Metadata{}, invalid("%s: metadata of %d bytes (at most 2^31-1)", what, uint64(size))
 	}
 	if size == 2 && unsafe.String((*byte)(unsafe.Pointer(md)), 2) == "{}" {
 		return diaspora.Metadata{}, nil // the zero Metadata is {}
@@ -240,12 +240,17 @@ func dshmgo_producer_push_many(h C.dshm_producer, pushes *C.dshm_push, n C.size_
 	// in one array: two allocations per call, not per push.
 	total, nseg := 0, 0
 	for i := range ps {
-		if uint64(ps[i].metadata_size) > 1<<31 || uint64(ps[i].num_segments) > 1<<20 {
+		if uint64(ps[i].metadata_size) > 1<<31-1 || uint64(ps[i].num_segments) > 1<<20 {
 			return fail(invalid("dshm_producer_push_many: push %d: metadata of %d bytes, %d segments", i,
 				uint64(ps[i].metadata_size), uint64(ps[i].num_segments)))
 		}
 		total += int(ps[i].metadata_size)
 		nseg += int(ps[i].num_segments)
+		if total > 1<<31-1 || nseg > 1<<24 {
+			// Checked before anything is allocated: a call declaring more
+			// would take the process down with it.
+			return fail(invalid("dshm_producer_push_many: pushes 0..%d declare %d bytes of metadata and %d segments (at most 2^31-1 and 2^24 in one call)", i, total, nseg))
+		}
 	}
 	mdBuf := make([]byte, 0, total)
 	views := make([][]byte, 0, nseg)

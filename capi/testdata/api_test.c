@@ -225,6 +225,13 @@ int main(int argc, char **argv) {
 		CHECK(pushed == 1, "pushed %zu before the bad one", pushed);
 		SAYS("push 1");
 		IS(dshm_producer_push_many(pm, NULL, 3, NULL, &pushed), DSHM_EINVAL);
+		// Sizes that cannot be: refused before anything is read or allocated.
+		static dshm_push huge[4096];
+		for (int k = 0; k < 4096; k++) huge[k] = (dshm_push){"{}", (size_t)1 << 31, NULL, 0, 0};
+		IS(dshm_producer_push_many(pm, huge, 4096, NULL, &pushed), DSHM_EINVAL);
+		huge[0].metadata_size = ((size_t)1 << 31) - 1;
+		IS(dshm_producer_push_many(pm, huge, 4096, NULL, &pushed), DSHM_EINVAL);
+		IS(dshm_producer_push(pm, "{}", (size_t)1 << 31, NULL, 0, 0, NULL), DSHM_EINVAL);
 		OK(dshm_producer_flush(pm, 10000));
 		OK(dshm_producer_close(pm));
 		OK(dshm_topic_release(tm));

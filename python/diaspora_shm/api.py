@@ -8,8 +8,9 @@ options={...})``; the rest of the code stays.
 Beyond upstream: a consumer with a data selector and no allocator gets
 ``Event.data`` as read-only memoryviews of the shared memory itself (no
 copy; ``numpy.frombuffer`` over them copies nothing either), valid until the
-event is acknowledged. Such a view never points at unmapped memory: after
-the consumer or driver closes it reads zeros.
+event is acknowledged or the consumer closes. Such a view never points at
+unmapped memory: past that it may show other events' bytes (the ring
+reuses the space), and after the driver closes it reads zeros.
 
 The library's threads do not survive ``fork``: in a child forked after this
 module was imported (``multiprocessing``'s default start method on Linux)
@@ -23,6 +24,7 @@ import enum
 import json
 import sys
 import threading
+import weakref
 
 from . import _lib
 from ._lib import Exception, lib  # noqa: A004 - the upstream name
@@ -501,7 +503,7 @@ class FlushFuture:
         if rc == _lib.TIMEOUT:
             return False
         _lib.check(rc, "flush")
-        self._p._prune(all_done=True)
+        self._p._prune()  # only what completed: another thread may have pushed since
         self._done = True
         return True
 
@@ -583,7 +585,7 @@ class Producer:
         if rc == _lib.TIMEOUT:
             return FlushFuture(self, False)
         _lib.check(rc, "flush")
-        self._prune(all_done=True)
+        self._prune()  # only what completed: another thread may have pushed since
         return FlushFuture(self, True)
 
     def close(self):
@@ -601,7 +603,10 @@ class Producer:
         self.close()
 
     def __del__(self):
-        # Close first: it waits for the pushes, whose buffers go after.
+        # Close first: it waits for the pushes, whose buffers go after. At
+        # interpreter exit nothing is closed, so nothing is let go either.
+        if sys.is_finalizing():
+            return
         _release(lib.dshm_producer_close, getattr(self, "_h", 0))
         for p in getattr(self, "_inflight", ()):
             p.finish()
@@ -640,13 +645,12 @@ class _EventHandle:
 
 class _Batch:
     """Owns the handles of a batch of events; released, with one call, when
-    every Event of the batch and every view of their data are gone. window
-    is (base, view of the memory from base) for the events' data."""
+    every Event of the batch and every view of their data are gone."""
 
-    __slots__ = ("handles", "n", "window", "__weakref__")
+    __slots__ = ("handles", "n", "__weakref__")
 
     def __init__(self, handles, n):
-        self.handles, self.n, self.window = handles, n, None
+        self.handles, self.n = handles, n
 
     def __del__(self):
         if self.n and not sys.is_finalizing():
@@ -735,8 +739,9 @@ class PullFuture:
         rc = lib.dshm_future_wait_event(self._h, int(timeout_ms), ctypes.byref(ev))
         if rc == _lib.TIMEOUT:
             return None
-        self._c._raise_callback_error()
-        _lib.check(rc, "pull")
+        if rc != _lib.OK:
+            self._c._raise_callback_error()  # the pull failed in a callback: its exception
+            _lib.check(rc, "pull")
         self._event = Event(self._c, ev.value)
         return self._event
 
@@ -749,6 +754,19 @@ class PullFuture:
 
     def __del__(self):
         _release(lib.dshm_future_release, getattr(self, "_h", 0))
+
+
+def _weak_callback(consumer, method):
+    """A callback that reaches the consumer without keeping it alive: the
+    consumer holds the callback, and a cycle would keep a dropped consumer
+    (and its name) open until the garbage collector ran."""
+    ref = weakref.ref(consumer)
+
+    def call(*args):
+        c = ref()
+        return method(c, *args) if c is not None else -1
+
+    return call
 
 
 class Consumer:
@@ -765,23 +783,26 @@ class Consumer:
         self._allocated = {}  # address of an allocation → the allocator's buffers
         self._lock = threading.Lock()
         args = _common_args(batch_size, max_num_batches, thread_pool, options)
-        if targets is not None:
+        if targets:  # None or [] is every partition, as upstream
             args["targets"] = [int(t) for t in targets]
+        if allocator is not None and selector is None:
+            raise Exception("diaspora_shm: a data_allocator needs a data_selector (FullDataSelector for all the data)", _lib.EINVAL)
         sel_cb = _lib.SELECTOR()
         alloc_cb = _lib.ALLOCATOR()
         self._zero_copy = False
-        if selector is None and allocator is None:
+        self._copy = selector is None and allocator is None
+        if self._copy:
             args["data"] = "copy"  # upstream loads all the data into memory of the event's
         elif selector is FullDataSelector:
             args["data"] = "all"
         elif selector is not None:
             if not callable(selector):
                 raise Exception("diaspora_shm: data_selector is not callable", _lib.EINVAL)
-            sel_cb = _lib.SELECTOR(self._select)
+            sel_cb = _lib.SELECTOR(_weak_callback(self, Consumer._select))
         if allocator is not None:
             if not callable(allocator):
                 raise Exception("diaspora_shm: data_allocator is not callable", _lib.EINVAL)
-            alloc_cb = _lib.ALLOCATOR(self._allocate)
+            alloc_cb = _lib.ALLOCATOR(_weak_callback(self, Consumer._allocate))
         elif selector is not None:
             self._zero_copy = True
         self._callbacks = (sel_cb, alloc_cb)  # alive as long as the consumer
@@ -856,7 +877,8 @@ class Consumer:
         r, owner = ev._r, ev._b
         nseg, first, first_size = r[_NSEG], r[_D0], r[_D0L]
         if nseg == 0:
-            return []
+            # The default consumer hands out its buffer, empty or not, as upstream.
+            return [memoryview(b"")] if self._copy and r[_ID] != _NO_MORE else []
         if self._allocator is not None:
             with self._lock:
                 objs, held = self._allocated.pop(first, ([], []))
@@ -864,10 +886,6 @@ class Consumer:
                 b.release()
             return objs
         if nseg == 1:
-            window = getattr(owner, "window", None)
-            if window is not None and first - window[0] + first_size <= _WINDOW:
-                base, win = window
-                return [win[first - base:first - base + first_size]]
             return [_view(first, first_size, owner, readonly=self._zero_copy)]
         segs = (_lib.Segment * nseg)()
         n = _lib.size_t()
@@ -885,22 +903,25 @@ class Consumer:
         rc = lib.dshm_consumer_pull_batch(_live(self, "consumer"), int(timeout_ms), k, handles, infos, ctypes.byref(n))
         if rc == _lib.TIMEOUT:
             return []
-        self._raise_callback_error()
-        _lib.check(rc, "pull")
+        if rc != _lib.OK:
+            # The events before a failing callback came in earlier batches
+            # (rc OK); this pull is the failing event's turn.
+            self._raise_callback_error()
+            _lib.check(rc, "pull")
         n = n.value
         batch = _Batch(handles, n)
         w = _lib.INFO_WORDS
         flat = (ctypes.c_uint64 * (w * n)).from_address(ctypes.addressof(infos))[:]
         hs = handles[:n]
+        window = None  # a local: kept on the batch it would make a cycle with the views
         if self._allocator is None:
             firsts = [flat[j + _D0] for j in range(0, w * n, w) if flat[j + _D0L]]
             if firsts:
                 base = min(firsts)
                 win = memoryview(_window_at(base, batch)).cast("B")
-                batch.window = (base, win.toreadonly() if self._zero_copy else win)
+                window = base, (win.toreadonly() if self._zero_copy else win)
         out = []
         new = Event.__new__
-        window = batch.window
         if window is not None:
             base, win = window
         for i in range(n):

@@ -403,3 +403,84 @@ class TestFork(Base):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestReviewFindings(Base):
+    """Behaviours a review found broken: each test failed before its fix."""
+
+    def test_flush_of_another_thread_keeps_buffers_of_pushes_in_flight(self):
+        import threading
+
+        self.driver.create_topic("big", options={"ring_size": "64MiB"})
+        t = self.driver.open_topic("big")
+        p = t.producer("p", thread_pool=self.driver.make_thread_pool(1), batch_size=64)
+        n = 1500
+
+        def pusher():
+            for i in range(n):
+                p.push({"i": i}, bytearray([i % 251]) * (16 << 10))  # a temporary: the producer holds it
+
+        th = threading.Thread(target=pusher)
+        th.start()
+        while th.is_alive():
+            p.flush().wait()
+        th.join()
+        p.close()
+        bad = 0
+        c = t.consumer("c")
+        for ev in c.events(timeout_ms=500):
+            b = bytes(ev.data[0])
+            bad += b.count(bytes([ev.metadata["i"] % 251])) != len(b)
+        self.assertEqual(bad, 0)
+
+    def test_events_before_a_failing_selector_are_delivered(self):
+        self.produce(10, data=lambda i: b"x")
+
+        def selector(md, d):
+            if md["index"] == 5:
+                raise KeyError("event 5")
+            return d
+
+        c = self.topic.consumer("c", data_selector=selector)
+        got = []
+        with self.assertRaises(KeyError):
+            for ev in c.events(timeout_ms=1000):
+                got.append(ev.event_id)
+        self.assertEqual(got, [0, 1, 2, 3, 4])
+
+    def test_a_dropped_consumer_frees_its_name_without_the_collector(self):
+        self.produce(1, data=lambda i: b"x")
+        gc.disable()
+        try:
+            c = self.topic.consumer("named", data_selector=lambda md, d: d)
+            c.pull().wait()
+            del c
+            c = self.topic.consumer("named", data_selector=FullDataSelector)  # the name is free again
+            self.assertIsNotNone(c.pull().wait(timeout_ms=1000))
+        finally:
+            gc.enable()
+
+    def test_a_batch_is_released_when_its_events_are_gone(self):
+        import weakref
+
+        self.produce(50, data=lambda i: b"y" * 100)
+        gc.disable()
+        try:
+            c = self.topic.consumer("c")
+            evs = c._pull_batch(1000)
+            views = [e.data[0] for e in evs]
+            batch = weakref.ref(evs[0]._b)
+            del evs
+            self.assertIsNotNone(batch())  # the views keep it
+            del views
+            self.assertIsNone(batch())  # no cycle: gone by reference counting
+        finally:
+            gc.enable()
+
+    def test_upstream_conventions(self):
+        self.produce(1)
+        e = self.topic.consumer("c").pull().wait()
+        self.assertEqual([bytes(v) for v in e.data], [b""])  # the default consumer's (empty) buffer
+        self.assertEqual(self.topic.consumer("all", targets=[]).pull().wait().event_id, 0)
+        with self.assertRaises(Exception):
+            self.topic.consumer("a", data_allocator=ByteArrayAllocator)
