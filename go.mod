@@ -3,6 +3,7 @@ module github.com/diaspora-shm/diaspora
 go 1.26.0
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/edsrzf/mmap-go v1.2.0
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3

@@ -99,6 +99,9 @@ func (t *topic) MakeConsumer(name string, batch diaspora.BatchSize, maxBatches d
 		kgo.FetchMaxBytes(max(t.d.opts.MaxMessage, 50<<20)),
 		kgo.FetchMaxPartitionBytes(max(t.d.opts.MaxMessage, 1<<20)),
 		kgo.FetchMaxWait(100*time.Millisecond),
+		// Records of a transaction that was aborted (a forwarder killed
+		// mid-write) are never delivered.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 	)...)
 	if err != nil {
 		return nil, err

@@ -164,37 +164,12 @@ func (p *producer) Push(md diaspora.Metadata, data diaspora.DataView, partition 
 	if p.closed.Load() {
 		return fail(diaspora.ErrClosed)
 	}
-	if err := p.t.validator.Validate(md, data); err != nil {
-		return fail(err)
-	}
-	p.t.selMu.Lock()
-	part, err := p.t.selector.SelectPartitionFor(md, partition)
-	p.t.selMu.Unlock()
+	rec, err := p.t.record(md, data, partition, false)
 	if err != nil {
 		return fail(err)
 	}
-	if part < 0 || part >= len(p.t.infos) {
-		return fail(fmt.Errorf("%w: the partition selector chose partition %d of %d", diaspora.ErrInvalidArgument, part, len(p.t.infos)))
-	}
-	value := make([]byte, headerSize, headerSize+len(md.Bytes())+data.Size())
-	value, err = p.t.ser.Serialize(value, md)
-	if err != nil {
-		return fail(err)
-	}
-	if len(value) < headerSize {
-		return fail(errors.New("the serializer dropped the record header"))
-	}
-	mdLen := len(value) - headerSize
-	for _, s := range data {
-		value = append(value, s...)
-	}
-	binary.LittleEndian.PutUint64(value[0:8], uint64(mdLen))
-	binary.LittleEndian.PutUint64(value[8:16], uint64(data.Size()))
-	if len(value) > int(p.t.d.opts.MaxMessage) {
-		return fail(fmt.Errorf("%w: an event of %d bytes is larger than kafka.message.max.bytes %d", diaspora.ErrInvalidArgument, len(value), p.t.d.opts.MaxMessage))
-	}
+	part := int(rec.Partition)
 	prom := diaspora.NewPromise[diaspora.EventID]()
-	rec := &kgo.Record{Topic: p.t.kt, Partition: int32(part), Value: value}
 	p.cl.Produce(context.Background(), rec, func(r *kgo.Record, err error) {
 		if err != nil {
 			prom.Set(0, fmt.Errorf("producer %q of topic %q: partition %d: %w", p.name, p.t.name, part, err))
@@ -203,6 +178,46 @@ func (p *producer) Push(md diaspora.Metadata, data diaspora.DataView, partition 
 		prom.Set(diaspora.EventID(r.Offset), nil)
 	})
 	return prom.Future()
+}
+
+// record validates an event and builds its record: the partition the
+// selector picks for the requested one (or, exact, the requested one
+// itself), the value in the layout of FORMAT.md.
+func (t *topic) record(md diaspora.Metadata, data diaspora.DataView, partition int, exact bool) (*kgo.Record, error) {
+	if err := t.validator.Validate(md, data); err != nil {
+		return nil, err
+	}
+	part := partition
+	if !exact {
+		t.selMu.Lock()
+		var err error
+		part, err = t.selector.SelectPartitionFor(md, partition)
+		t.selMu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+	}
+	if part < 0 || part >= len(t.infos) {
+		return nil, fmt.Errorf("%w: partition %d of %d", diaspora.ErrInvalidArgument, part, len(t.infos))
+	}
+	value := make([]byte, headerSize, headerSize+len(md.Bytes())+data.Size())
+	value, err := t.ser.Serialize(value, md)
+	if err != nil {
+		return nil, err
+	}
+	if len(value) < headerSize {
+		return nil, errors.New("the serializer dropped the record header")
+	}
+	mdLen := len(value) - headerSize
+	for _, s := range data {
+		value = append(value, s...)
+	}
+	binary.LittleEndian.PutUint64(value[0:8], uint64(mdLen))
+	binary.LittleEndian.PutUint64(value[8:16], uint64(data.Size()))
+	if len(value) > int(t.d.opts.MaxMessage) {
+		return nil, fmt.Errorf("%w: an event of %d bytes is larger than kafka.message.max.bytes %d", diaspora.ErrInvalidArgument, len(value), t.d.opts.MaxMessage)
+	}
+	return &kgo.Record{Topic: t.kt, Partition: int32(part), Value: value}, nil
 }
 
 // Flush waits for every push made so far.

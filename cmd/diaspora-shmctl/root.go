@@ -106,7 +106,7 @@ func (a *app) newRootCmd() *cobra.Command {
 	pf.BoolVar(&a.jsonOut, "json", false, "print JSON instead of a table")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 
-	root.AddCommand(a.newTopicCmd(), a.newRingCmd(), a.newProduceCmd(), a.newConsumeCmd())
+	root.AddCommand(a.newTopicCmd(), a.newRingCmd(), a.newProduceCmd(), a.newConsumeCmd(), a.newForwardCmd())
 	return root
 }
 
