@@ -110,6 +110,7 @@ type topicConfig struct {
 	Validator         diaspora.Metadata `json:"validator"`
 	Serializer        diaspora.Metadata `json:"serializer"`
 	PartitionSelector diaspora.Metadata `json:"partition_selector"`
+	MaxMessageBytes   int64             `json:"max_message_bytes,omitempty"` // the topic's max.message.bytes; 0: the cluster's
 	Complete          bool              `json:"complete,omitempty"`
 }
 
@@ -142,7 +143,7 @@ func (d *Driver) CreateTopic(name string, options diaspora.Metadata, v diaspora.
 		return fmt.Errorf("topic %q: its %s topic: %w", name, infoPrefix+kt, err)
 	}
 	cfg := topicConfig{NumPartitions: o.NumPartitions, ReplicationFactor: o.ReplicationFactor,
-		Validator: v.Metadata(), Serializer: z.Metadata(), PartitionSelector: s.Metadata()}
+		Validator: v.Metadata(), Serializer: z.Metadata(), PartitionSelector: s.Metadata(), MaxMessageBytes: o.MaxMessageBytes}
 	return d.writeConfig(ctx, kt, cfg)
 }
 

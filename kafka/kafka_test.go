@@ -1,6 +1,7 @@
 package kafka_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -273,4 +274,49 @@ func decodeForTest(v []byte) (md, data []byte, end bool, err error) {
 		return nil, nil, false, fmt.Errorf("sizes %d + %d in %d bytes", ml, dl, len(v))
 	}
 	return v[16 : 16+ml], v[16+ml:], false, nil
+}
+
+// TestLargeEventsNeedTheTopicToTakeThem: an event larger than the topic
+// takes fails at once with an error that says what to raise; a topic made
+// with max_message_bytes streams it.
+func TestLargeEventsNeedTheTopicToTakeThem(t *testing.T) {
+	d, err := diaspora.NewDriver("kafka", cluster(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	big := make([]byte, 4<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	if err := d.CreateTopic("small"); err != nil {
+		t.Fatal(err)
+	}
+	ts, _ := d.OpenTopic("small")
+	ps, _ := ts.Producer("p")
+	if _, err := ps.Push(diaspora.MustMetadata(`{}`), diaspora.DataView{big}).Wait(10 * time.Second); err == nil || !strings.Contains(err.Error(), "max_message_bytes") {
+		t.Fatalf("a 4 MiB event to a default topic: %v, want an error naming max_message_bytes", err)
+	}
+	// Many small events are batched within the default bound.
+	for i := range 2000 {
+		ps.Push(diaspora.MustMetadata(`{}`), diaspora.DataView{big[:1000]})
+		_ = i
+	}
+	if _, err := ps.Flush().Wait(30 * time.Second); err != nil {
+		t.Fatalf("2000 events of 1000 bytes: %v", err)
+	}
+	if err := d.CreateTopic("large", diaspora.MustMetadata(`{"max_message_bytes": 8388608}`)); err != nil {
+		t.Fatal(err)
+	}
+	tl, _ := d.OpenTopic("large")
+	pl, _ := tl.Producer("p")
+	if _, err := pl.Push(diaspora.MustMetadata(`{}`), diaspora.DataView{big}).Wait(30 * time.Second); err != nil {
+		t.Fatalf("a 4 MiB event to a topic of max_message_bytes 8 MiB: %v", err)
+	}
+	c, _ := tl.Consumer("c", diaspora.FullDataSelector)
+	defer c.Close()
+	ev, err := c.Pull().Wait(30 * time.Second)
+	if err != nil || !bytes.Equal(ev.Data().Bytes(), big) {
+		t.Fatalf("the 4 MiB event came back as %d bytes, %v", ev.Data().Size(), err)
+	}
 }

@@ -111,7 +111,7 @@ func (t *topic) MakeProducer(name string, batch diaspora.BatchSize, maxBatches d
 	}
 	opts := append(t.d.opts.base(),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerBatchMaxBytes(t.d.opts.MaxMessage),
+		kgo.ProducerBatchMaxBytes(t.batchMax()),
 		kgo.RecordDeliveryTimeout(t.d.opts.PushTimeout),
 		kgo.ClientID("diaspora-"+name),
 	)
@@ -214,10 +214,28 @@ func (t *topic) record(md diaspora.Metadata, data diaspora.DataView, partition i
 	}
 	binary.LittleEndian.PutUint64(value[0:8], uint64(mdLen))
 	binary.LittleEndian.PutUint64(value[8:16], uint64(data.Size()))
-	if len(value) > int(t.d.opts.MaxMessage) {
-		return nil, fmt.Errorf("%w: an event of %d bytes is larger than kafka.message.max.bytes %d", diaspora.ErrInvalidArgument, len(value), t.d.opts.MaxMessage)
+	if limit := int(t.batchMax()) - recordOverhead; len(value) > limit {
+		return nil, fmt.Errorf("%w: an event of %d bytes is larger than topic %q takes (%d: its max_message_bytes, or the cluster's default of %d, less %d of record framing; kafka.message.max.bytes bounds it too)",
+			diaspora.ErrInvalidArgument, len(value), t.name, limit, kafkaDefaultMaxMessage, recordOverhead)
 	}
 	return &kgo.Record{Topic: t.kt, Partition: int32(part), Value: value}, nil
+}
+
+// kafkaDefaultMaxMessage is Kafka's default max.message.bytes, the bound of
+// a record batch on a topic that did not raise it.
+const kafkaDefaultMaxMessage = 1_048_588
+
+// recordOverhead bounds the bytes a batch of one record adds to its value
+// (batch and record headers, the origin headers of a forwarded record).
+const recordOverhead = 1024
+
+// batchMax is the largest record batch the topic takes.
+func (t *topic) batchMax() int32 {
+	m := int64(kafkaDefaultMaxMessage)
+	if t.cfg.MaxMessageBytes > 0 {
+		m = t.cfg.MaxMessageBytes
+	}
+	return int32(min(m, int64(t.d.opts.MaxMessage)))
 }
 
 // Flush waits for every push made so far.

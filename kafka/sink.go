@@ -57,7 +57,7 @@ func (d *Driver) OpenSink(topicName, txnID string) (*Sink, error) {
 	cl, err := kgo.NewClient(append(d.opts.base(),
 		kgo.TransactionalID(txnID),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerBatchMaxBytes(d.opts.MaxMessage),
+		kgo.ProducerBatchMaxBytes(t.batchMax()),
 		kgo.RecordDeliveryTimeout(d.opts.PushTimeout),
 	)...)
 	if err != nil {
