@@ -5,6 +5,7 @@
 //	go run ./bench producer -n 1000000 -s 64 -b 1024
 //	go run ./bench consumer -n 1000000 -i 0.5 -s 0.25
 //	go run ./bench lang            # C producer and Python consumers against Go and a socket
+//	go run ./bench forward         # shm -> kafka (kfake) through diaspora-shmctl forward
 //
 // `producer` and `consumer` take the flags of the C++ project's
 // diaspora-producer-benchmark and diaspora-consumer-benchmark. `pair` starts a
@@ -43,6 +44,8 @@ func main() {
 		err = pairCmd(args[1:])
 	case "lang":
 		err = langCmd(args[1:])
+	case "forward":
+		err = forwardCmd(args[1:])
 	case "-h", "--help", "help":
 		usage()
 		return
@@ -66,6 +69,7 @@ func usage() {
   consumer  pull events from a topic (flags of diaspora-consumer-benchmark)
   pair      producer and consumer processes, plus baselines; table, JSON, PNG
   lang      the C library and the Python package against their baselines
+  forward   diaspora-shmctl forward, shm to kafka (kfake), beside the shm stream
 run "bench MODE --help" for the flags of a mode`)
 }
 

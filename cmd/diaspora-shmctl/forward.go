@@ -258,6 +258,9 @@ func (ix tomlLineIndex) find(section string, index int, key string) int {
 // destination that the source will deliver again.
 var testAckDelay, _ = time.ParseDuration(os.Getenv("DSHM_TEST_FORWARD_ACK_DELAY"))
 
+// maxBatchBytes bounds the data of one batch (one transaction).
+const maxBatchBytes = 16 << 20
+
 // policyStats is what a policy shows.
 type policyStats struct {
 	forwarded, skipped atomic.Int64
@@ -415,8 +418,9 @@ func (r *policyRun) close() {
 // acknowledged at the source.
 func (r *policyRun) run(ctx context.Context) error {
 	var (
-		pending []diaspora.Event
-		parts   []int
+		pending      []diaspora.Event
+		parts        []int
+		pendingBytes int
 	)
 	flush := func() error {
 		if len(pending) == 0 {
@@ -449,6 +453,7 @@ func (r *policyRun) run(ctx context.Context) error {
 		}
 		ev, err := r.cons.Pull().Wait(20 * time.Millisecond)
 		if errors.Is(err, diaspora.ErrTimeout) {
+			pendingBytes = 0
 			if err := flush(); err != nil {
 				return err
 			}
@@ -471,7 +476,11 @@ func (r *policyRun) run(ctx context.Context) error {
 			continue
 		}
 		pending, parts = append(pending, ev), append(parts, p)
-		if len(pending) >= r.batch {
+		pendingBytes += ev.Data().Size()
+		// A batch is bounded in bytes too: its events hold the source's
+		// ring space until they are acknowledged.
+		if len(pending) >= r.batch || pendingBytes >= maxBatchBytes {
+			pendingBytes = 0
 			if err := flush(); err != nil {
 				return err
 			}
