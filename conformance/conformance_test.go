@@ -378,3 +378,35 @@ func TestBadInputIsAnError(t *testing.T) {
 		}
 	})
 }
+
+// TestLagCountsWhatTheNameHasNotAcknowledged: the optional Lag of a
+// consumer (the forwarder shows it) is the events written after its name's
+// stored position, in every partition it reads.
+func TestLagCountsWhatTheNameHasNotAcknowledged(t *testing.T) {
+	run(t, func(t *testing.T, d diaspora.Driver) {
+		th := topicWith(t, d, "lag", 2)
+		p := must(th.Producer("p"))(t)
+		for i := range 10 {
+			must(p.PushTo(i%2, md(`{"i": %d}`, i), nil).Wait(30 * time.Second))(t)
+		}
+		c := must(th.Consumer("c", diaspora.Targets{0}))(t)
+		defer c.Close()
+		lagger, ok := c.Interface().(interface{ Lag() (uint64, error) })
+		if !ok {
+			t.Fatal("the driver's consumer has no Lag")
+		}
+		if n := must(lagger.Lag())(t); n != 5 {
+			t.Fatalf("lag before reading: %d, want the 5 events of partition 0", n)
+		}
+		var ev diaspora.Event
+		for range 3 {
+			ev = must(c.Pull().Wait(30 * time.Second))(t)
+		}
+		if err := ev.Acknowledge(); err != nil {
+			t.Fatal(err)
+		}
+		if n := must(lagger.Lag())(t); n != 2 {
+			t.Fatalf("lag after acknowledging 3 of 5: %d, want 2", n)
+		}
+	})
+}

@@ -978,6 +978,31 @@ func (cp *consumerPartition) acknowledge(id uint64, end uint64) (err error) {
 	return nil
 }
 
+// Lag is how many events of its partitions the consumer's name has not
+// acknowledged yet: the events written after its stored positions.
+func (c *consumer) Lag() (lag uint64, err error) {
+	if c.closed.Load() {
+		return 0, fmt.Errorf("%w: consumer %q of topic %q", diaspora.ErrClosed, c.name, c.topic.name)
+	}
+	for _, cp := range c.parts {
+		n, err := cp.lag()
+		if err != nil {
+			return lag, err
+		}
+		lag += n
+	}
+	return lag, nil
+}
+
+func (cp *consumerPartition) lag() (n uint64, err error) {
+	defer debug.SetPanicOnFault(armFaults())
+	defer recoverFault(&err, cp.part)
+	if tail, acked := cp.part.ring.TailID(), cp.acked.Load(); tail > acked {
+		n = tail - acked
+	}
+	return n, nil
+}
+
 // Unsubscribe detaches the consumer from its rings (it no longer holds
 // space back); its stored positions stay. Pull then fails with ErrClosed.
 func (c *consumer) Unsubscribe() error { return c.Close() }

@@ -316,6 +316,30 @@ func (c *consumer) Process(p diaspora.EventProcessor, timeout time.Duration, max
 	return diaspora.ProcessEvents(c, p, timeout, max, pool)
 }
 
+// Lag is how many records of its partitions the consumer's name has not
+// committed yet (end markers included).
+func (c *consumer) Lag() (uint64, error) {
+	ctx, cancel := c.t.d.ctx()
+	defer cancel()
+	ends, err := c.t.d.adm.ListEndOffsets(ctx, c.t.kt)
+	if err != nil {
+		return 0, fmt.Errorf("consumer %q of topic %q: %w", c.name, c.t.name, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var lag uint64
+	for _, p := range c.parts {
+		e, ok := ends.Lookup(c.t.kt, int32(p))
+		if !ok || e.Err != nil {
+			continue
+		}
+		if e.Offset > c.acked[p] {
+			lag += uint64(e.Offset - c.acked[p])
+		}
+	}
+	return lag, nil
+}
+
 // Unsubscribe is Close: the committed offsets stay.
 func (c *consumer) Unsubscribe() error { return c.Close() }
 

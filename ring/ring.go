@@ -440,6 +440,13 @@ type Stats struct {
 	Slots                                            []SlotInfo
 }
 
+// TailID returns the ID the next claim gets: one past the last event
+// written (or being written).
+func (r *Ring) TailID() uint64 {
+	_, id := load16(r.hdr, OffTailPos)
+	return id
+}
+
 // Stats returns a snapshot of the header and of every active slot.
 func (r *Ring) Stats() Stats {
 	tp, tid := load16(r.hdr, OffTailPos)

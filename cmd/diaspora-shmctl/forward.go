@@ -324,12 +324,21 @@ func (a *app) runForward(ctx context.Context, cfg forwardConfig, interval time.D
 				rate = float64(n) / time.Since(start).Seconds()
 			}
 			last[i] = n
+			lag, hasLag := r.lag()
 			if a.jsonOut {
-				b, _ := json.Marshal(map[string]any{"time": time.Now().UTC().Format(time.RFC3339Nano), "from": r.p.fromText, "to": r.p.toText,
-					"forwarded": n, "skipped": s, "events_per_s": rate, "done": final})
+				line := map[string]any{"time": time.Now().UTC().Format(time.RFC3339Nano), "from": r.p.fromText, "to": r.p.toText,
+					"forwarded": n, "skipped": s, "events_per_s": rate, "done": final}
+				if hasLag {
+					line["lag"] = lag
+				}
+				b, _ := json.Marshal(line)
 				fmt.Fprintln(a.stdout, string(b))
 			} else if final || a.stderrIsTerminal() {
-				fmt.Fprintf(a.stderr, "forward %s -> %s: %d events forwarded (%.0f/s), %d already there\n", r.p.fromText, r.p.toText, n, rate, s)
+				lagText := ""
+				if hasLag {
+					lagText = fmt.Sprintf(", lag %d", lag)
+				}
+				fmt.Fprintf(a.stderr, "forward %s -> %s: %d events forwarded (%.0f/s)%s, %d already there\n", r.p.fromText, r.p.toText, n, rate, lagText, s)
 			}
 		}
 	}
@@ -399,6 +408,17 @@ func (a *app) startPolicy(open map[string]diaspora.Driver, cfg forwardConfig, p 
 		return nil, fmt.Errorf("from: %w", err)
 	}
 	return r, nil
+}
+
+// lag is how many source events the policy has not acknowledged, when
+// the source's driver can say.
+func (r *policyRun) lag() (uint64, bool) {
+	l, ok := r.cons.Interface().(interface{ Lag() (uint64, error) })
+	if !ok {
+		return 0, false
+	}
+	n, err := l.Lag()
+	return n, err == nil
 }
 
 func (r *policyRun) close() {

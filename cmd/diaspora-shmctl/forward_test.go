@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -34,5 +37,19 @@ type = "kafka"
 	cfg, err := parseForwardConfig("forward.toml", base+"\n[[forward]]\nfrom = \"local/a\"\nto = \"remote/b\"\n")
 	if err != nil || len(cfg.policies) != 1 || cfg.drivers["remote"].options["kafka"] == nil || cfg.drivers["local"].options["root_path"] != "/tmp/x" {
 		t.Fatalf("a good config: %+v, %v", cfg, err)
+	}
+}
+
+func TestForwardRefusesAMissingTopicAtStart(t *testing.T) {
+	root, shm := t.TempDir(), t.TempDir()
+	cfg := filepath.Join(t.TempDir(), "forward.toml")
+	text := "[drivers.local]\ntype = \"shm\"\nroot_path = \"" + root + "\"\nshm_path = \"" + shm + "\"\n\n[[forward]]\nfrom = \"local/missing\"\nto = \"local/other\"\n"
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	status := run([]string{"forward", "--config", cfg}, strings.NewReader(""), &stdout, &stderr)
+	if msg := stderr.String(); status == 0 || !strings.Contains(msg, "line 6") || !strings.Contains(msg, "missing") {
+		t.Fatalf("forward of a missing topic: status %d, stderr %q; want an error naming line 6 and the topic", status, msg)
 	}
 }
