@@ -320,3 +320,48 @@ func TestLargeEventsNeedTheTopicToTakeThem(t *testing.T) {
 		t.Fatalf("the 4 MiB event came back as %d bytes, %v", ev.Data().Size(), err)
 	}
 }
+
+// TestSASLCredentialsReachTheBroker: the librdkafka keys of SASL reach a
+// cluster that requires them (PLAIN and SCRAM); a wrong password is an
+// error at open, not a hang.
+func TestSASLCredentialsReachTheBroker(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(),
+		kfake.Superuser("PLAIN", "sim", "s3cret"), kfake.Superuser("SCRAM-SHA-256", "ana", "other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	addr := strings.Join(c.ListenAddrs(), ",")
+	open := func(mech, user, pass string) error {
+		d, err := diaspora.NewDriver("kafka", diaspora.MustMetadata(fmt.Sprintf(
+			`{"kafka": {"bootstrap.servers": %q, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": %q,
+			  "sasl.username": %q, "sasl.password": %q, "socket.connection.setup.timeout.ms": 3000}}`, addr, mech, user, pass)))
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		name := fmt.Sprintf("t-%s", strings.ToLower(strings.ReplaceAll(mech, "-", "")))
+		if err := d.CreateTopic(name); err != nil {
+			return err
+		}
+		th, err := d.OpenTopic(name)
+		if err != nil {
+			return err
+		}
+		p, _ := th.Producer("p")
+		_, err = p.Push(diaspora.MustMetadata(`{}`), nil).Wait(10 * time.Second)
+		return err
+	}
+	if err := open("PLAIN", "sim", "s3cret"); err != nil {
+		t.Fatalf("PLAIN: %v", err)
+	}
+	if err := open("SCRAM-SHA-256", "ana", "other"); err != nil {
+		t.Fatalf("SCRAM-SHA-256: %v", err)
+	}
+	start := time.Now()
+	if err := open("PLAIN", "sim", "wrong"); err == nil {
+		t.Fatal("a wrong password opened the driver")
+	} else if time.Since(start) > 20*time.Second {
+		t.Fatalf("a wrong password took %v to fail: %v", time.Since(start), err)
+	}
+}
