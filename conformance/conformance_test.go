@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -407,6 +408,65 @@ func TestLagCountsWhatTheNameHasNotAcknowledged(t *testing.T) {
 		}
 		if n := must(lagger.Lag())(t); n != 2 {
 			t.Fatalf("lag after acknowledging 3 of 5: %d, want 2", n)
+		}
+	})
+}
+
+// TestAbandonedPullsTakeNothing: pulls that timed out, and are never
+// waited on again, take no event: the next pull gets the first one.
+func TestAbandonedPullsTakeNothing(t *testing.T) {
+	run(t, func(t *testing.T, d diaspora.Driver) {
+		th := topicWith(t, d, "abandoned", 1)
+		c := must(th.Consumer("c"))(t)
+		defer c.Close()
+		for range 5 {
+			if _, err := c.Pull().Wait(20 * time.Millisecond); !errors.Is(err, diaspora.ErrTimeout) {
+				t.Fatalf("an empty topic: %v, want ErrTimeout", err)
+			}
+		}
+		p := must(th.Producer("p"))(t)
+		for i := range 3 {
+			must(p.Push(md(`{"i": %d}`, i), nil).Wait(30 * time.Second))(t)
+		}
+		for i := range 3 {
+			if ev := must(c.Pull().Wait(30 * time.Second))(t); ev.ID() != diaspora.EventID(i) {
+				t.Fatalf("pull %d after 5 abandoned ones got event %d", i, ev.ID())
+			}
+		}
+	})
+}
+
+// TestConcurrentAcknowledgementsNeverGoBack: events acknowledged from many
+// goroutines at once leave the name after the last of them.
+func TestConcurrentAcknowledgementsNeverGoBack(t *testing.T) {
+	run(t, func(t *testing.T, d diaspora.Driver) {
+		th := topicWith(t, d, "acks", 1)
+		p := must(th.Producer("p"))(t)
+		const n = 64
+		for i := range n {
+			must(p.Push(md(`{"i": %d}`, i), nil).Wait(30 * time.Second))(t)
+		}
+		c := must(th.Consumer("c"))(t)
+		evs := make([]diaspora.Event, n)
+		for i := range evs {
+			evs[i] = must(c.Pull().Wait(30 * time.Second))(t)
+		}
+		var wg sync.WaitGroup
+		for _, ev := range evs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := ev.Acknowledge(); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		c.Close()
+		c = must(th.Consumer("c"))(t)
+		defer c.Close()
+		if ev, err := c.Pull().Wait(300 * time.Millisecond); !errors.Is(err, diaspora.ErrTimeout) {
+			t.Fatalf("after all %d were acknowledged, the name resumed at event %d (%v)", n, ev.ID(), err)
 		}
 	})
 }

@@ -107,7 +107,7 @@ func (t *topic) MakeConsumer(name string, batch diaspora.BatchSize, maxBatches d
 		return nil, err
 	}
 	c := &consumer{t: t, cl: cl, name: name, batch: batch, maxBatches: maxBatches, pool: pool, alloc: alloc, sel: sel,
-		parts: parts, ended: map[int]bool{}, acked: acked, waiters: make(chan *diaspora.Promise[diaspora.Event], 1<<12),
+		parts: parts, ended: map[int]bool{}, acked: acked, ready: make(chan result),
 		done: make(chan struct{}), stopped: make(chan struct{})}
 	go c.run()
 	return c, nil
@@ -124,12 +124,13 @@ type consumer struct {
 	sel        diaspora.DataSelector
 	parts      []int
 
-	waiters chan *diaspora.Promise[diaspora.Event]
+	ready   chan result   // unbuffered: an event is built ahead by one at most
 	done    chan struct{} // closed by Close
 	stopped chan struct{} // closed when run returns
 
-	mu     sync.Mutex // acked, closed
-	acked  map[int]int64
+	mu       sync.Mutex // acked, closed
+	commitMu sync.Mutex // one commit at a time: a lower offset never lands after a higher
+	acked    map[int]int64
 	ended  map[int]bool // run's own
 	closed bool
 }
@@ -142,28 +143,61 @@ func (c *consumer) Topic() diaspora.TopicHandleInterface     { return c.t }
 func (c *consumer) DataAllocator() diaspora.DataAllocator    { return c.alloc }
 func (c *consumer) DataSelector() diaspora.DataSelector      { return c.sel }
 
-// Pull queues a waiter: run hands out events to waiters in the order of
-// their Pulls.
-func (c *consumer) Pull() diaspora.Future[diaspora.Event] {
-	p := diaspora.NewPromise[diaspora.Event]()
+// Pull returns a future that takes the next event when it is waited on
+// (or asked whether it completed): a future that times out, or that is
+// dropped, takes nothing, so no event is lost to it.
+func (c *consumer) Pull() diaspora.Future[diaspora.Event] { return &pullFuture{c: c} }
+
+// result is an event built by run, or the error of its record.
+type result struct {
+	ev  diaspora.Event
+	err error
+}
+
+type pullFuture struct {
+	c    *consumer
+	mu   sync.Mutex
+	done bool
+	res  result
+}
+
+func (f *pullFuture) Wait(timeout time.Duration) (diaspora.Event, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.done {
+		return f.res.ev, f.res.err
+	}
+	var expire <-chan time.Time
+	if timeout >= 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expire = t.C
+	}
 	select {
-	case <-c.done:
-		p.Set(diaspora.Event{}, c.closedErr())
-		return p.Future()
+	case r := <-f.c.ready:
+		f.done, f.res = true, r
+	case <-f.c.stopped:
+		f.done, f.res = true, result{err: f.c.closedErr()}
+	case <-expire:
+		return diaspora.Event{}, fmt.Errorf("%w: consumer %q of topic %q: no event within %v", diaspora.ErrTimeout, f.c.name, f.c.t.name, timeout)
+	}
+	return f.res.ev, f.res.err
+}
+
+func (f *pullFuture) Completed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.done {
+		return true
+	}
+	select {
+	case r := <-f.c.ready:
+		f.done, f.res = true, r
+	case <-f.c.stopped:
+		f.done, f.res = true, result{err: f.c.closedErr()}
 	default:
 	}
-	select {
-	case <-c.done:
-		p.Set(diaspora.Event{}, c.closedErr())
-	case c.waiters <- p:
-		// Queued as the consumer closed: nobody hands events out any more.
-		select {
-		case <-c.stopped:
-			c.failWaiters()
-		default:
-		}
-	}
-	return p.Future()
+	return f.done
 }
 
 func (c *consumer) closedErr() error {
@@ -184,27 +218,32 @@ func (c *consumer) run() {
 		case <-ctx.Done():
 		}
 	}()
-	var queue []*kgo.Record
+	var (
+		queue []*kgo.Record
+		errs  []error
+	)
 	for {
+		if len(queue) == 0 && len(errs) > 0 {
+			err := errs[0]
+			errs = errs[1:]
+			if !c.give(diaspora.Event{}, err) {
+				return
+			}
+			continue
+		}
 		if len(queue) == 0 && len(c.ended) < len(c.parts) {
 			fs := c.cl.PollRecords(ctx, 256)
 			if ctx.Err() != nil {
-				c.failWaiters()
 				return
 			}
-			var ferr error
+			// The records of the poll are delivered, then its errors: the
+			// client moved past both.
+			queue = fs.Records()
 			fs.EachError(func(topic string, p int32, err error) {
-				if ferr == nil && !errors.Is(err, context.Canceled) {
-					ferr = fmt.Errorf("consumer %q of topic %q: partition %d: %w", c.name, c.t.name, p, err)
+				if !errors.Is(err, context.Canceled) {
+					errs = append(errs, fmt.Errorf("consumer %q of topic %q: partition %d: %w", c.name, c.t.name, p, err))
 				}
 			})
-			if ferr != nil {
-				if !c.give(diaspora.Event{}, ferr) {
-					return
-				}
-				continue
-			}
-			queue = fs.Records()
 			continue
 		}
 		if len(queue) == 0 {
@@ -243,26 +282,14 @@ func (c *consumer) run() {
 	}
 }
 
-// give hands (ev, err) to the next waiter; false once the consumer closed.
+// give hands (ev, err) to the next future that waits; false once the
+// consumer closed.
 func (c *consumer) give(ev diaspora.Event, err error) bool {
 	select {
-	case w := <-c.waiters:
-		w.Set(ev, err)
+	case c.ready <- result{ev, err}:
 		return true
 	case <-c.done:
-		c.failWaiters()
 		return false
-	}
-}
-
-func (c *consumer) failWaiters() {
-	for {
-		select {
-		case w := <-c.waiters:
-			w.Set(diaspora.Event{}, c.closedErr())
-		default:
-			return
-		}
 	}
 }
 
@@ -354,7 +381,6 @@ func (c *consumer) Close() error {
 	c.mu.Unlock()
 	close(c.done)
 	<-c.stopped
-	c.failWaiters()
 	c.cl.Close()
 	return nil
 }
@@ -362,6 +388,8 @@ func (c *consumer) Close() error {
 // commit commits the offset after id in partition p for the consumer's
 // group, unless a later one is committed already.
 func (c *consumer) commit(p int, id uint64) error {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
 	c.mu.Lock()
 	closed := c.closed
 	prev, ok := c.acked[p]
