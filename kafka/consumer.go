@@ -131,8 +131,8 @@ type consumer struct {
 	mu       sync.Mutex // acked, closed
 	commitMu sync.Mutex // one commit at a time: a lower offset never lands after a higher
 	acked    map[int]int64
-	ended  map[int]bool // run's own
-	closed bool
+	ended    map[int]bool // run's own
+	closed   bool
 }
 
 func (c *consumer) Name() string                             { return c.name }
