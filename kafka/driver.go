@@ -95,6 +95,23 @@ func (d *Driver) checkOpen() error {
 	return nil
 }
 
+// Identity names the cluster and namespace the driver reaches, for the
+// forwarder's record of where events came from: "kafka://seed,.../ns".
+func (d *Driver) Identity() string {
+	seeds := append([]string(nil), d.opts.Seeds...)
+	sort.Strings(seeds)
+	return "kafka://" + strings.Join(seeds, ",") + "/" + d.opts.Namespace
+}
+
+// infoName is the topic of a topic's configs, as Octopus names it:
+// "<namespace>.__info_<topic>".
+func (d *Driver) infoName(name string) string {
+	if d.opts.Namespace == "" {
+		return infoPrefix + name
+	}
+	return d.opts.Namespace + "." + infoPrefix + name
+}
+
 // kafkaName is the Kafka topic of a diaspora topic.
 func (d *Driver) kafkaName(name string) string {
 	if d.opts.Namespace == "" {
@@ -139,12 +156,12 @@ func (d *Driver) CreateTopic(name string, options diaspora.Metadata, v diaspora.
 	if err := d.createOne(ctx, kt, int32(o.NumPartitions), int16(o.ReplicationFactor), configs); err != nil {
 		return fmt.Errorf("topic %q: %w", name, err)
 	}
-	if err := d.createOne(ctx, infoPrefix+kt, 1, int16(o.ReplicationFactor), nil); err != nil {
-		return fmt.Errorf("topic %q: its %s topic: %w", name, infoPrefix+kt, err)
+	if err := d.createOne(ctx, d.infoName(name), 1, int16(o.ReplicationFactor), nil); err != nil {
+		return fmt.Errorf("topic %q: its %s topic: %w", name, d.infoName(name), err)
 	}
 	cfg := topicConfig{NumPartitions: o.NumPartitions, ReplicationFactor: o.ReplicationFactor,
 		Validator: v.Metadata(), Serializer: z.Metadata(), PartitionSelector: s.Metadata(), MaxMessageBytes: o.MaxMessageBytes}
-	return d.writeConfig(ctx, kt, cfg)
+	return d.writeConfig(ctx, name, cfg)
 }
 
 func (d *Driver) createOne(ctx context.Context, topic string, partitions int32, rf int16, configs map[string]*string) error {
@@ -161,14 +178,14 @@ func (d *Driver) createOne(ctx context.Context, topic string, partitions int32, 
 	return nil
 }
 
-func (d *Driver) writeConfig(ctx context.Context, kt string, cfg topicConfig) error {
+func (d *Driver) writeConfig(ctx context.Context, name string, cfg topicConfig) error {
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		return err
 	}
-	res := d.cl.ProduceSync(ctx, &kgo.Record{Topic: infoPrefix + kt, Partition: 0, Value: b})
+	res := d.cl.ProduceSync(ctx, &kgo.Record{Topic: d.infoName(name), Partition: 0, Value: b})
 	if err := res.FirstErr(); err != nil {
-		return fmt.Errorf("kafka: write the config of %s: %w", kt, err)
+		return fmt.Errorf("kafka: write the config of %s: %w", d.kafkaName(name), err)
 	}
 	return nil
 }
@@ -176,9 +193,10 @@ func (d *Driver) writeConfig(ctx context.Context, kt string, cfg topicConfig) er
 // readConfig reads a topic's __info_ topic to its end: the last record is
 // its config. A missing topic (or one whose creator has not written its
 // config yet) is ErrTopicNotFound.
-func (d *Driver) readConfig(ctx context.Context, kt string) (topicConfig, error) {
+func (d *Driver) readConfig(ctx context.Context, name string) (topicConfig, error) {
 	var cfg topicConfig
-	info := infoPrefix + kt
+	kt := d.kafkaName(name)
+	info := d.infoName(name)
 	ends, err := d.adm.ListEndOffsets(ctx, info)
 	if err != nil {
 		return cfg, fmt.Errorf("kafka: topic %s: %w", kt, err)
@@ -230,12 +248,11 @@ func (d *Driver) OpenTopic(name string) (diaspora.TopicHandleInterface, error) {
 	}
 	ctx, cancel := d.ctx()
 	defer cancel()
-	kt := d.kafkaName(name)
-	cfg, err := d.readConfig(ctx, kt)
+	cfg, err := d.readConfig(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("topic %q: %w", name, err)
 	}
-	return newTopic(d, name, kt, cfg)
+	return newTopic(d, name, d.kafkaName(name), cfg)
 }
 
 // TopicExists reports whether the topic and its config are there.
@@ -248,7 +265,7 @@ func (d *Driver) TopicExists(name string) (bool, error) {
 	}
 	ctx, cancel := d.ctx()
 	defer cancel()
-	_, err := d.readConfig(ctx, d.kafkaName(name))
+	_, err := d.readConfig(ctx, name)
 	if errors.Is(err, diaspora.ErrTopicNotFound) {
 		return false, nil
 	}
@@ -266,10 +283,7 @@ func (d *Driver) ListTopics() (map[string]diaspora.Metadata, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka: list topics: %w", err)
 	}
-	prefix := infoPrefix
-	if d.opts.Namespace != "" {
-		prefix += d.opts.Namespace + "."
-	}
+	prefix := d.infoName("")
 	out := map[string]diaspora.Metadata{}
 	names := all.Names()
 	sort.Strings(names)
@@ -278,7 +292,7 @@ func (d *Driver) ListTopics() (map[string]diaspora.Metadata, error) {
 			continue
 		}
 		name := strings.TrimPrefix(t, prefix)
-		cfg, err := d.readConfig(ctx, d.kafkaName(name))
+		cfg, err := d.readConfig(ctx, name)
 		if errors.Is(err, diaspora.ErrTopicNotFound) {
 			continue // being created
 		}

@@ -99,7 +99,9 @@ func TestOptionsAreCheckedByName(t *testing.T) {
 		{`{"kafka": {"bootstrap.servers": "x:1", "security.protocol": "carrier-pigeon"}}`, "kafka.security.protocol"},
 		{`{"kafka": {"bootstrap.servers": "x:1", "acks": 1}}`, "kafka.acks"},
 		{`{"kafka": {"bootstrap.servers": "x:1", "sasl.mechanism": "ROT13"}}`, "kafka.sasl.mechanism"},
-		{`{"kafka": {"bootstrap.servers": "x:1", "ssl.ca.location": "/no/such/file"}}`, "kafka.ssl.ca.location"},
+		{`{"kafka": {"bootstrap.servers": "x:1", "security.protocol": "SSL", "ssl.ca.location": "/no/such/file"}}`, "kafka.ssl.ca.location"},
+		{`{"kafka": {"bootstrap.servers": "x:1", "ssl.key.location": "/k.pem"}}`, "need kafka.security.protocol SSL"},
+		{`{"kafka": {"bootstrap.servers": "x:1", "compression.type": "rar"}}`, "kafka.compression.type"},
 		{`{"kafka": {"bootstrap.servers": "x:1"}, "namespace": "a/b"}`, "namespace"},
 	} {
 		_, err := diaspora.NewDriver("kafka", diaspora.MustMetadata(c.opts))

@@ -27,6 +27,7 @@ type driverOptions struct {
 	PushTimeout    time.Duration // bound on delivering one push
 	MaxMessage     int32         // the largest record the producer sends
 	clientOpts     []kgo.Opt     // client id, TLS, SASL
+	producerOpts   []kgo.Opt     // linger, compression
 }
 
 // The librdkafka keys the driver maps; any other key is refused by name.
@@ -174,6 +175,29 @@ func parseDriverOptions(md diaspora.Metadata) (driverOptions, error) {
 			} else {
 				o.ConnectTimeout = d
 			}
+		case "linger.ms":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 || n > 60_000 {
+				return o, bad()
+			}
+			o.producerOpts = append(o.producerOpts, kgo.ProducerLinger(time.Duration(n)*time.Millisecond))
+		case "compression.type":
+			var c kgo.CompressionCodec
+			switch strings.ToLower(v) {
+			case "none":
+				c = kgo.NoCompression()
+			case "gzip":
+				c = kgo.GzipCompression()
+			case "snappy":
+				c = kgo.SnappyCompression()
+			case "lz4":
+				c = kgo.Lz4Compression()
+			case "zstd":
+				c = kgo.ZstdCompression()
+			default:
+				return o, bad()
+			}
+			o.producerOpts = append(o.producerOpts, kgo.ProducerBatchCompression(c))
 		case "acks":
 			if v != "all" && v != "-1" {
 				return o, fmt.Errorf("%w: kafka driver options: kafka.acks %q: the driver produces idempotently, which needs all", diaspora.ErrInvalidArgument, v)
@@ -187,7 +211,12 @@ func parseDriverOptions(md diaspora.Metadata) (driverOptions, error) {
 	if len(o.Seeds) == 0 {
 		return o, fmt.Errorf("%w: kafka driver options: kafka.bootstrap.servers is missing", diaspora.ErrInvalidArgument)
 	}
-	if protocol == "SSL" || protocol == "SASL_SSL" || caFile != "" || certFile != "" {
+	tls := protocol == "SSL" || protocol == "SASL_SSL"
+	if !tls && (caFile != "" || certFile != "" || keyFile != "") {
+		// As librdkafka: the ssl.* keys apply to SSL and SASL_SSL only.
+		return o, fmt.Errorf("%w: kafka driver options: kafka.ssl.* keys need kafka.security.protocol SSL or SASL_SSL (it is %q)", diaspora.ErrInvalidArgument, protocol)
+	}
+	if tls {
 		cfg, err := tlsConfig(caFile, certFile, keyFile, verify)
 		if err != nil {
 			return o, err

@@ -23,6 +23,10 @@ type topic struct {
 	selector  diaspora.PartitionSelector
 	ser       diaspora.Serializer
 	selMu     sync.Mutex // the selector is the user's: one call at a time
+
+	prodMu   sync.Mutex
+	prods    []*producer // made from this handle, flushed by MarkAsComplete
+	complete bool
 }
 
 func newTopic(d *Driver, name, kt string, cfg topicConfig) (*topic, error) {
@@ -76,6 +80,18 @@ func (t *topic) MarkAsComplete() error {
 	if err := t.d.checkOpen(); err != nil {
 		return err
 	}
+	// Pushes of this handle's producers go before the markers; later ones
+	// are refused (another handle's or process's would be written after
+	// the markers, and never delivered).
+	t.prodMu.Lock()
+	t.complete = true
+	prods := append([]*producer(nil), t.prods...)
+	t.prodMu.Unlock()
+	for _, p := range prods {
+		if _, err := p.Flush().Wait(-1); err != nil {
+			return fmt.Errorf("kafka: topic %q: flush producer %q before the end of the stream: %w", t.name, p.name, err)
+		}
+	}
 	ctx, cancel := t.d.ctx()
 	defer cancel()
 	recs := make([]*kgo.Record, len(t.infos))
@@ -92,7 +108,7 @@ func (t *topic) MarkAsComplete() error {
 	}
 	cfg := t.cfg
 	cfg.Complete = true
-	return t.d.writeConfig(ctx, t.kt, cfg)
+	return t.d.writeConfig(ctx, t.name, cfg)
 }
 
 func (t *topic) MakeProducer(name string, batch diaspora.BatchSize, maxBatches diaspora.MaxNumBatches, ordering diaspora.Ordering,
@@ -118,11 +134,16 @@ func (t *topic) MakeProducer(name string, batch diaspora.BatchSize, maxBatches d
 	if batch > 0 {
 		opts = append(opts, kgo.MaxBufferedRecords(int(batch)*max(int(maxBatches), 1)))
 	}
+	opts = append(opts, t.d.opts.producerOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, err
 	}
-	return &producer{t: t, cl: cl, name: name, batch: batch, maxBatches: maxBatches, ordering: ordering, pool: pool}, nil
+	p := &producer{t: t, cl: cl, name: name, batch: batch, maxBatches: maxBatches, ordering: ordering, pool: pool}
+	t.prodMu.Lock()
+	t.prods = append(t.prods, p)
+	t.prodMu.Unlock()
+	return p, nil
 }
 
 func noOptions(md diaspora.Metadata, what string) error {
@@ -163,6 +184,12 @@ func (p *producer) Push(md diaspora.Metadata, data diaspora.DataView, partition 
 	}
 	if p.closed.Load() {
 		return fail(diaspora.ErrClosed)
+	}
+	p.t.prodMu.Lock()
+	complete := p.t.complete
+	p.t.prodMu.Unlock()
+	if complete {
+		return fail(fmt.Errorf("%w: the topic was marked complete", diaspora.ErrInvalidArgument))
 	}
 	rec, err := p.t.record(md, data, partition, false)
 	if err != nil {
@@ -256,6 +283,14 @@ func (p *producer) Close() error {
 		p.closed.Store(true)
 		_, err = p.Flush().Wait(-1)
 		p.cl.Close()
+		p.t.prodMu.Lock()
+		for i, q := range p.t.prods {
+			if q == p {
+				p.t.prods = append(p.t.prods[:i], p.t.prods[i+1:]...)
+				break
+			}
+		}
+		p.t.prodMu.Unlock()
 	})
 	return err
 }

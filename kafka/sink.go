@@ -54,7 +54,7 @@ func (d *Driver) OpenSink(topicName, txnID string) (*Sink, error) {
 		return nil, err
 	}
 	t := th.(*topic)
-	cl, err := kgo.NewClient(append(d.opts.base(),
+	cl, err := kgo.NewClient(append(append(d.opts.base(), d.opts.producerOpts...),
 		kgo.TransactionalID(txnID),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerBatchMaxBytes(t.batchMax()),
@@ -117,21 +117,27 @@ func (s *Sink) Write(evs []Forwarded) error {
 
 // LastForwarded reads back, for each of the source's partitions 0..n-1,
 // the ID of the last event of it that a committed transaction wrote; a
-// partition with none is absent. It reads each partition of the topic
-// from its end backwards, as far as it takes.
+// partition with none is absent. It first fences the sink's previous
+// instance (its open transaction is aborted, a commit it sent completes)
+// and waits for every open transaction on the topic to end, so that what
+// it reads is final; then it reads each partition from its end backwards,
+// as far as it takes.
 func (s *Sink) LastForwarded(source string, n int) (map[int]uint64, error) {
 	ctx, cancel := s.t.d.ctx()
 	defer cancel()
-	out := map[int]uint64{}
+	if _, _, err := s.cl.ProducerID(ctx); err != nil {
+		return nil, fmt.Errorf("topic %q: fence the forwarder's previous instance: %w", s.t.name, err)
+	}
 	kt := s.t.kt
 	starts, err := s.t.d.adm.ListStartOffsets(ctx, kt)
 	if err != nil {
 		return nil, fmt.Errorf("topic %q: %w", s.t.name, err)
 	}
-	ends, err := s.t.d.adm.ListCommittedOffsets(ctx, kt) // the last stable offset: what read_committed sees
+	ends, err := s.settled(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("topic %q: %w", s.t.name, err)
+		return nil, err
 	}
+	out := map[int]uint64{}
 	for q := range s.t.infos {
 		want := map[int]bool{}
 		for p := q; p < n; p += len(s.t.infos) {
@@ -141,15 +147,19 @@ func (s *Sink) LastForwarded(source string, n int) (map[int]uint64, error) {
 			continue
 		}
 		so, _ := starts.Lookup(kt, int32(q))
-		eo, _ := ends.Lookup(kt, int32(q))
-		if so.Err != nil || eo.Err != nil {
-			return nil, fmt.Errorf("topic %q partition %d: %w", s.t.name, q, errors.Join(so.Err, eo.Err))
+		if so.Err != nil {
+			return nil, fmt.Errorf("topic %q partition %d: %w", s.t.name, q, so.Err)
 		}
+		end := ends[q]
+		// Each partition gets a budget of its own: a scan reads as far back
+		// as the last forwarded event of each source partition.
+		pctx, pcancel := context.WithTimeout(context.Background(), scanBudget)
 		const window = 4096
-		for hi := eo.Offset; hi > so.Offset && len(want) > 0; hi -= window {
+		for hi := end; hi > so.Offset && len(want) > 0; hi -= window {
 			lo := max(so.Offset, hi-window)
-			found, err := s.scan(ctx, q, lo, hi, source)
+			found, err := s.scan(pctx, q, lo, hi, source)
 			if err != nil {
+				pcancel()
 				return nil, err
 			}
 			for p, id := range found {
@@ -159,16 +169,58 @@ func (s *Sink) LastForwarded(source string, n int) (map[int]uint64, error) {
 				}
 			}
 		}
+		pcancel()
 	}
 	return out, nil
 }
 
+// scanBudget bounds the backward read of one partition by LastForwarded.
+const scanBudget = 5 * time.Minute
+
+// settled waits until no transaction is open on any partition of the
+// topic (the last stable offset reaches the end), and returns the ends.
+func (s *Sink) settled(ctx context.Context) (map[int]int64, error) {
+	kt := s.t.kt
+	for {
+		ends, err := s.t.d.adm.ListEndOffsets(ctx, kt)
+		if err != nil {
+			return nil, fmt.Errorf("topic %q: %w", s.t.name, err)
+		}
+		stable, err := s.t.d.adm.ListCommittedOffsets(ctx, kt)
+		if err != nil {
+			return nil, fmt.Errorf("topic %q: %w", s.t.name, err)
+		}
+		out, open := map[int]int64{}, false
+		for q := range s.t.infos {
+			e, _ := ends.Lookup(kt, int32(q))
+			l, _ := stable.Lookup(kt, int32(q))
+			if e.Err != nil || l.Err != nil {
+				return nil, fmt.Errorf("topic %q partition %d: %w", s.t.name, q, errors.Join(e.Err, l.Err))
+			}
+			out[q] = e.Offset
+			open = open || l.Offset < e.Offset
+		}
+		if !open {
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("topic %q: a transaction of another writer stayed open: %w", s.t.name, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // scan reads offsets [lo, hi) of partition q, committed records only, and
-// returns the highest origin ID of each partition of source in them.
+// returns the highest origin ID of each partition of source in them. With
+// no transaction open, the offset hi-1 is a committed record or the marker
+// that ended a transaction; control records are kept to see it, so the
+// scan ends by offset, however slow the broker.
 func (s *Sink) scan(ctx context.Context, q int, lo, hi int64, source string) (map[int]uint64, error) {
 	cl, err := kgo.NewClient(append(s.t.d.opts.base(),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{s.t.kt: {int32(q): kgo.NewOffset().At(lo)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
 		kgo.FetchMaxBytes(max(s.t.d.opts.MaxMessage, 50<<20)),
 		kgo.FetchMaxPartitionBytes(max(s.t.d.opts.MaxMessage, 1<<20)),
 		kgo.FetchMaxWait(100*time.Millisecond),
@@ -178,30 +230,17 @@ func (s *Sink) scan(ctx context.Context, q int, lo, hi int64, source string) (ma
 	}
 	defer cl.Close()
 	found := map[int]uint64{}
-	next := lo
-	for next < hi {
-		// A poll that brings nothing means the rest of the range holds
-		// only control records of transactions (they take offsets too).
-		pctx, pcancel := context.WithTimeout(ctx, time.Second)
-		fs := cl.PollFetches(pctx)
-		pcancel()
+	for seen := lo - 1; seen < hi-1; {
+		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("topic %q partition %d: read what was forwarded: %w", s.t.name, q, err)
+			return nil, fmt.Errorf("topic %q partition %d: read what was forwarded (offsets %d..%d, at %d): %w", s.t.name, q, lo, hi, seen+1, err)
 		}
 		for _, fe := range fs.Errors() {
-			if errors.Is(fe.Err, context.DeadlineExceeded) || errors.Is(fe.Err, context.Canceled) {
-				continue
-			}
 			return nil, fmt.Errorf("topic %q partition %d: read what was forwarded: %w", s.t.name, q, fe.Err)
 		}
-		if fs.NumRecords() == 0 {
-			break
-		}
 		fs.EachRecord(func(r *kgo.Record) {
-			if r.Offset >= next {
-				next = r.Offset + 1
-			}
-			if r.Offset >= hi {
+			seen = max(seen, r.Offset)
+			if r.Offset >= hi || r.Attrs.IsControl() {
 				return
 			}
 			var src string

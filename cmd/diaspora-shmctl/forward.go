@@ -358,15 +358,30 @@ func (a *app) runForward(ctx context.Context, cfg forwardConfig, interval time.D
 
 // policyRun is one [[forward]] entry at work.
 type policyRun struct {
-	p     policySpec
-	stats policyStats
-	batch int
-	cons  diaspora.Consumer
-	nsrc  int
-	sink  *kafka.Sink       // a kafka destination
-	prod  diaspora.Producer // any other
-	ndst  int
-	last  map[int]uint64 // the last event of each source partition already at the destination
+	p      policySpec
+	stats  policyStats
+	batch  int
+	cons   diaspora.Consumer
+	nsrc   int
+	sink   *kafka.Sink       // a kafka destination
+	prod   diaspora.Producer // any other
+	ndst   int
+	last   map[int]uint64 // the last event of each source partition already at the destination
+	source string         // what the source is, wherever the config runs: the origin of its records
+}
+
+// identity names a topic by what it is rather than by the config's names
+// for its driver: an shm topic by its host and root directory (shm topics
+// are a node's), a kafka topic by its cluster and namespace.
+func identity(d diaspora.Driver, topic string) string {
+	switch x := d.Interface().(type) {
+	case *kafka.Driver:
+		return x.Identity() + "/" + topic
+	case interface{ RootPath() string }:
+		host, _ := os.Hostname()
+		return "shm://" + host + x.RootPath() + "/" + topic
+	}
+	return "unknown:///" + topic
 }
 
 func consumerNameFor(to endpoint) string {
@@ -378,15 +393,19 @@ func (a *app) startPolicy(open map[string]diaspora.Driver, cfg forwardConfig, p 
 	if err != nil {
 		return nil, fmt.Errorf("from: %w", err)
 	}
-	r := &policyRun{p: p, batch: max(batch, 1), nsrc: len(src.Partitions()), last: map[int]uint64{}}
+	r := &policyRun{p: p, batch: max(batch, 1), nsrc: len(src.Partitions()), last: map[int]uint64{},
+		source: identity(open[p.from.driver], p.from.topic)}
 	dd := open[p.to.driver]
 	if kd, ok := dd.Interface().(*kafka.Driver); ok {
-		sink, err := kd.OpenSink(p.to.topic, "diaspora-forward:"+p.fromText+">"+p.toText)
+		// The transactional ID is the policy's, by what it reads and
+		// writes rather than by the config's names: a forwarder of it on
+		// another host, or a second one here, fences this one.
+		sink, err := kd.OpenSink(p.to.topic, "diaspora-forward:"+r.source+">"+identity(dd, p.to.topic))
 		if err != nil {
 			return nil, fmt.Errorf("to: %w", err)
 		}
 		r.sink, r.ndst = sink, sink.Partitions()
-		if r.last, err = sink.LastForwarded(p.fromText, r.nsrc); err != nil {
+		if r.last, err = sink.LastForwarded(r.source, r.nsrc); err != nil {
 			sink.Close()
 			return nil, fmt.Errorf("to: %w", err)
 		}
@@ -512,7 +531,7 @@ func (r *policyRun) write(evs []diaspora.Event, parts []int) error {
 	if r.sink != nil {
 		fw := make([]kafka.Forwarded, len(evs))
 		for i, ev := range evs {
-			fw[i] = kafka.Forwarded{Origin: kafka.Origin{Source: r.p.fromText, Partition: parts[i], ID: ev.ID()},
+			fw[i] = kafka.Forwarded{Origin: kafka.Origin{Source: r.source, Partition: parts[i], ID: ev.ID()},
 				Metadata: ev.Metadata(), Data: ev.Data()}
 		}
 		return r.sink.Write(fw)
