@@ -470,3 +470,20 @@ func TestConcurrentAcknowledgementsNeverGoBack(t *testing.T) {
 		}
 	})
 }
+
+// TestTopicsNameTheirIncarnation: each creation of a topic has a name of
+// its own (the forwarder keeps a re-created source apart from the old one).
+func TestTopicsNameTheirIncarnation(t *testing.T) {
+	run(t, func(t *testing.T, d diaspora.Driver) {
+		a, b := topicWith(t, d, "one", 1), topicWith(t, d, "two", 1)
+		ia, ok := a.Interface().(interface{ Incarnation() string })
+		if !ok {
+			t.Fatal("the driver's topics have no Incarnation")
+		}
+		ib := b.Interface().(interface{ Incarnation() string })
+		again := must(d.OpenTopic("one"))(t).Interface().(interface{ Incarnation() string })
+		if ia.Incarnation() == "" || ia.Incarnation() == ib.Incarnation() || again.Incarnation() != ia.Incarnation() {
+			t.Fatalf("incarnations %q, %q, and %q when opened again", ia.Incarnation(), ib.Incarnation(), again.Incarnation())
+		}
+	})
+}

@@ -252,7 +252,16 @@ func (d *Driver) OpenTopic(name string) (diaspora.TopicHandleInterface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("topic %q: %w", name, err)
 	}
-	return newTopic(d, name, d.kafkaName(name), cfg)
+	t, err := newTopic(d, name, d.kafkaName(name), cfg)
+	if err != nil {
+		return nil, err
+	}
+	if details, err := d.adm.ListTopics(ctx, t.kt); err == nil {
+		if td, ok := details[t.kt]; ok {
+			t.incarnation = td.ID.String()
+		}
+	}
+	return t, nil
 }
 
 // TopicExists reports whether the topic and its config are there.

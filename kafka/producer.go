@@ -27,7 +27,13 @@ type topic struct {
 	prodMu   sync.Mutex
 	prods    []*producer // made from this handle, flushed by MarkAsComplete
 	complete bool
+
+	incarnation string // the Kafka topic ID
 }
+
+// Incarnation names this creation of the topic (its Kafka topic ID): a
+// topic deleted and made again under its name has another.
+func (t *topic) Incarnation() string { return t.incarnation }
 
 func newTopic(d *Driver, name, kt string, cfg topicConfig) (*topic, error) {
 	t := &topic{d: d, name: name, kt: kt, cfg: cfg}

@@ -395,6 +395,11 @@ func (a *app) startPolicy(open map[string]diaspora.Driver, cfg forwardConfig, p 
 	}
 	r := &policyRun{p: p, batch: max(batch, 1), nsrc: len(src.Partitions()), last: map[int]uint64{},
 		source: identity(open[p.from.driver], p.from.topic)}
+	if inc, ok := src.Interface().(interface{ Incarnation() string }); ok && inc.Incarnation() != "" {
+		// A source topic made again under its name starts its IDs again:
+		// what was forwarded from the old one says nothing of it.
+		r.source += "@" + inc.Incarnation()
+	}
 	dd := open[p.to.driver]
 	if kd, ok := dd.Interface().(*kafka.Driver); ok {
 		// The transactional ID is the policy's, by what it reads and
