@@ -100,11 +100,11 @@ func metadataOrEmpty(b []byte) diaspora.Metadata {
 	return md
 }
 
-func (t *topicState) Name() string                     { return t.name }
+func (t *topicState) Name() string { return t.name }
 
 // Incarnation names this creation of the topic: a topic deleted and made
 // again under its name has another (the forwarder tells them apart).
-func (t *topicState) Incarnation() string { return strconv.FormatUint(t.id, 16) }
+func (t *topicState) Incarnation() string              { return strconv.FormatUint(t.id, 16) }
 func (t *topicState) Driver() diaspora.DriverInterface { return t.d }
 func (t *topicState) Partitions() []diaspora.PartitionInfo {
 	return append([]diaspora.PartitionInfo(nil), t.infos...)
