@@ -99,6 +99,12 @@ func (p Producer) Close() error {
 // Claim reserves size bytes for one event in the partition the selector
 // chooses, for the caller to write in place (zero-copy produce). A driver
 // without this capability gives an error wrapping ErrNotSupported.
+//
+// Compute the data into Bytes(), or copy it there in pieces of at most a
+// few hundred KiB: Go's copy of one larger block uses stores that bypass
+// the cache, so a consumer on another core reads the event from memory
+// rather than from the cache (1 MiB events: 0.83× the rate of one copy()
+// in one piece, 0.97× in 256 KiB pieces, on a 2-core Xeon VM).
 func (p Producer) Claim(md Metadata, size int) (Claim, error) {
 	return p.ClaimTo(AnyPartition, md, size)
 }
