@@ -167,6 +167,14 @@ func (f *pullFuture) Wait(timeout time.Duration) (diaspora.Event, error) {
 	if f.done {
 		return f.res.ev, f.res.err
 	}
+	// What is ready is taken first: a timer that fired at once (timeout 0)
+	// must not win over an event that was there.
+	select {
+	case r := <-f.c.ready:
+		f.done, f.res = true, r
+		return r.ev, r.err
+	default:
+	}
 	var expire <-chan time.Time
 	if timeout >= 0 {
 		t := time.NewTimer(timeout)
