@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/diaspora-shm/diaspora"
+	"github.com/diaspora-shm/diaspora/internal/topicplugins"
 	"github.com/diaspora-shm/diaspora/ring"
 	"github.com/diaspora-shm/diaspora/shm"
 )
@@ -46,25 +47,12 @@ func openTopicState(d *Driver, name string) (*topicState, error) {
 	if t.id, err = strconv.ParseUint(cfg.ID, 16, 64); err != nil {
 		return nil, fmt.Errorf("shm driver: topic %q: id %q is not 16 hex digits", name, cfg.ID)
 	}
-	if t.validator, err = diaspora.ValidatorFromMetadata(metadataOrEmpty(cfg.Validator)); err != nil {
-		return nil, fmt.Errorf("topic %q: validator: %w", name, err)
+	plugins, err := topicplugins.Build(name, metadataOrEmpty(cfg.Validator), metadataOrEmpty(cfg.PartitionSelector),
+		metadataOrEmpty(cfg.Serializer), opts.NumPartitions)
+	if err != nil {
+		return nil, err
 	}
-	if t.selector, err = diaspora.PartitionSelectorFromMetadata(metadataOrEmpty(cfg.PartitionSelector)); err != nil {
-		return nil, fmt.Errorf("topic %q: partition selector: %w", name, err)
-	}
-	if t.serializer, err = diaspora.SerializerFromMetadata(metadataOrEmpty(cfg.Serializer)); err != nil {
-		return nil, fmt.Errorf("topic %q: serializer: %w", name, err)
-	}
-	for p := 0; p < opts.NumPartitions; p++ {
-		md, err := diaspora.MetadataOf(map[string]any{"id": p, "topic": name})
-		if err != nil {
-			return nil, err
-		}
-		t.infos = append(t.infos, diaspora.PartitionInfo{Metadata: md})
-	}
-	if err := t.selector.SetPartitions(t.infos); err != nil {
-		return nil, fmt.Errorf("topic %q: partition selector: %w", name, err)
-	}
+	t.validator, t.selector, t.serializer, t.infos = plugins.Validator, plugins.Selector, plugins.Serializer, plugins.Infos
 	for p := 0; p < opts.NumPartitions; p++ {
 		part, err := openPartition(t, p)
 		if err != nil {

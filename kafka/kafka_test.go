@@ -38,6 +38,23 @@ func cluster(t testing.TB) diaspora.Metadata {
 	return diaspora.MustMetadata(fmt.Sprintf(`{"kafka": {"bootstrap.servers": %q}, "namespace": %q}`, brokers, ns))
 }
 
+// clusterOptions is what a test reads back from cluster's options.
+type clusterOptions struct {
+	Kafka struct {
+		Servers string `json:"bootstrap.servers"`
+	}
+	Namespace string
+}
+
+func parsed(t *testing.T, opts diaspora.Metadata) clusterOptions {
+	t.Helper()
+	var o clusterOptions
+	if err := opts.Decode(&o); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
 func TestSmoke(t *testing.T) {
 	d, err := diaspora.NewDriver("kafka", cluster(t))
 	if err != nil {
@@ -146,15 +163,7 @@ func TestForeignRecordIsAnErrorNamingIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var o struct {
-		Kafka struct {
-			Servers string `json:"bootstrap.servers"`
-		}
-		Namespace string
-	}
-	if err := opts.Decode(&o); err != nil {
-		t.Fatal(err)
-	}
+	o := parsed(t, opts)
 	raw, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(o.Kafka.Servers, ",")...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
@@ -197,15 +206,7 @@ func TestKcatInterop(t *testing.T) {
 		t.Fatal("kcat is needed for the interoperability test (Debian: apt-get install kcat)")
 	}
 	opts := cluster(t)
-	var o struct {
-		Kafka struct {
-			Servers string `json:"bootstrap.servers"`
-		}
-		Namespace string
-	}
-	if err := opts.Decode(&o); err != nil {
-		t.Fatal(err)
-	}
+	o := parsed(t, opts)
 	d, err := diaspora.NewDriver("kafka", opts)
 	if err != nil {
 		t.Fatal(err)
@@ -365,5 +366,72 @@ func TestSASLCredentialsReachTheBroker(t *testing.T) {
 		t.Fatal("a wrong password opened the driver")
 	} else if time.Since(start) > 20*time.Second {
 		t.Fatalf("a wrong password took %v to fail: %v", time.Since(start), err)
+	}
+}
+
+// TestMarkAsCompleteFlushesAndRefuses: pushes of the topic handle still in
+// the producer's buffer go out before the end markers (a consumer gets all
+// of them, then the end), and later pushes of the handle are refused.
+func TestMarkAsCompleteFlushesAndRefuses(t *testing.T) {
+	d, err := diaspora.NewDriver("kafka", diaspora.MustMetadata(strings.Replace(cluster(t).Dump(),
+		`"kafka":{`, `"kafka":{"linger.ms":200,`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.CreateTopic("end"); err != nil {
+		t.Fatal(err)
+	}
+	th, _ := d.OpenTopic("end")
+	p, _ := th.Producer("p")
+	const n = 50
+	for i := range n { // not waited: a 200 ms linger holds them in the client
+		p.Push(diaspora.MustMetadata(fmt.Sprintf(`{"i":%d}`, i)), nil)
+	}
+	if err := th.MarkAsComplete(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Push(diaspora.MustMetadata(`{"late":1}`), nil).Wait(10 * time.Second); err == nil || !strings.Contains(err.Error(), "complete") {
+		t.Fatalf("a push after MarkAsComplete: %v, want it refused", err)
+	}
+	c, _ := th.Consumer("c")
+	defer c.Close()
+	got := 0
+	for _, err := range c.Events(10 * time.Second) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got++
+	}
+	if got != n {
+		t.Fatalf("%d events before the end, want %d", got, n)
+	}
+}
+
+// TestCompressionRoundTrips: compression.type reaches the producer; the
+// events come back whole.
+func TestCompressionRoundTrips(t *testing.T) {
+	for _, codec := range []string{"gzip", "snappy", "lz4", "zstd"} {
+		d, err := diaspora.NewDriver("kafka", diaspora.MustMetadata(strings.Replace(cluster(t).Dump(),
+			`"kafka":{`, `"kafka":{"compression.type":"`+codec+`",`, 1)))
+		if err != nil {
+			t.Fatalf("%s: %v", codec, err)
+		}
+		if err := d.CreateTopic("z"); err != nil {
+			t.Fatal(err)
+		}
+		th, _ := d.OpenTopic("z")
+		p, _ := th.Producer("p")
+		data := bytes.Repeat([]byte("compressible "), 1000)
+		if _, err := p.Push(diaspora.MustMetadata(`{}`), diaspora.DataView{data}).Wait(10 * time.Second); err != nil {
+			t.Fatalf("%s: %v", codec, err)
+		}
+		c, _ := th.Consumer("c", diaspora.FullDataSelector)
+		ev, err := c.Pull().Wait(10 * time.Second)
+		if err != nil || !bytes.Equal(ev.Data().Bytes(), data) {
+			t.Fatalf("%s: %v, %d bytes back", codec, err, ev.Data().Size())
+		}
+		c.Close()
+		d.Close()
 	}
 }

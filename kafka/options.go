@@ -48,6 +48,8 @@ var kafkaKeys = map[string]string{
 	"socket.connection.setup.timeout.ms":  "milliseconds to reach a broker at open (default 10000)",
 	"message.timeout.ms":                  "milliseconds to deliver a push (default 30000)",
 	"acks":                                "all (-1): idempotent producing needs it",
+	"linger.ms":                           "milliseconds a producer waits to fill a batch (default 0)",
+	"compression.type":                    "none, gzip, snappy, lz4 or zstd",
 	"enable.idempotence":                  "true: the driver always produces idempotently",
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/diaspora-shm/diaspora"
+	"github.com/diaspora-shm/diaspora/internal/topicplugins"
 )
 
 // topic is an open topic.
@@ -26,7 +27,7 @@ type topic struct {
 
 	prodMu   sync.Mutex
 	prods    []*producer // made from this handle, flushed by MarkAsComplete
-	complete bool
+	complete atomic.Bool // set by MarkAsComplete: this handle's pushes are refused
 
 	incarnation string // the Kafka topic ID
 }
@@ -36,35 +37,16 @@ type topic struct {
 func (t *topic) Incarnation() string { return t.incarnation }
 
 func newTopic(d *Driver, name, kt string, cfg topicConfig) (*topic, error) {
-	t := &topic{d: d, name: name, kt: kt, cfg: cfg}
-	var err error
-	if t.validator, err = diaspora.ValidatorFromMetadata(orDefault(cfg.Validator)); err != nil {
-		return nil, fmt.Errorf("topic %q: validator: %w", name, err)
+	if cfg.NumPartitions < 1 || cfg.NumPartitions > 1<<16 {
+		// Read from the cluster: checked before it sizes anything.
+		return nil, fmt.Errorf("kafka: topic %q: its config says num_partitions %d (want 1..65536)", name, cfg.NumPartitions)
 	}
-	if t.selector, err = diaspora.PartitionSelectorFromMetadata(orDefault(cfg.PartitionSelector)); err != nil {
-		return nil, fmt.Errorf("topic %q: partition selector: %w", name, err)
+	plugins, err := topicplugins.Build(name, cfg.Validator, cfg.PartitionSelector, cfg.Serializer, cfg.NumPartitions)
+	if err != nil {
+		return nil, err
 	}
-	if t.ser, err = diaspora.SerializerFromMetadata(orDefault(cfg.Serializer)); err != nil {
-		return nil, fmt.Errorf("topic %q: serializer: %w", name, err)
-	}
-	for p := 0; p < cfg.NumPartitions; p++ {
-		md, err := diaspora.MetadataOf(map[string]any{"id": p, "topic": name})
-		if err != nil {
-			return nil, err
-		}
-		t.infos = append(t.infos, diaspora.PartitionInfo{Metadata: md})
-	}
-	if err := t.selector.SetPartitions(t.infos); err != nil {
-		return nil, fmt.Errorf("topic %q: partition selector: %w", name, err)
-	}
-	return t, nil
-}
-
-func orDefault(md diaspora.Metadata) diaspora.Metadata {
-	if len(md.Bytes()) == 0 || string(md.Bytes()) == "null" {
-		return diaspora.MustMetadata(`{"type":"default"}`)
-	}
-	return md
+	return &topic{d: d, name: name, kt: kt, cfg: cfg, validator: plugins.Validator, selector: plugins.Selector,
+		ser: plugins.Serializer, infos: plugins.Infos}, nil
 }
 
 func (t *topic) Name() string                     { return t.name }
@@ -90,7 +72,7 @@ func (t *topic) MarkAsComplete() error {
 	// are refused (another handle's or process's would be written after
 	// the markers, and never delivered).
 	t.prodMu.Lock()
-	t.complete = true
+	t.complete.Store(true)
 	prods := append([]*producer(nil), t.prods...)
 	t.prodMu.Unlock()
 	for _, p := range prods {
@@ -191,10 +173,7 @@ func (p *producer) Push(md diaspora.Metadata, data diaspora.DataView, partition 
 	if p.closed.Load() {
 		return fail(diaspora.ErrClosed)
 	}
-	p.t.prodMu.Lock()
-	complete := p.t.complete
-	p.t.prodMu.Unlock()
-	if complete {
+	if p.t.complete.Load() {
 		return fail(fmt.Errorf("%w: the topic was marked complete", diaspora.ErrInvalidArgument))
 	}
 	rec, err := p.t.record(md, data, partition, false)

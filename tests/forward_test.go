@@ -38,19 +38,8 @@ func TestForwarderLosesNothingAndRepeatsNothingAcrossKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds and runs the command")
 	}
-	root := moduleRoot(t)
-	bin := filepath.Join(t.TempDir(), "diaspora-shmctl")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/diaspora-shmctl")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	bin := buildShmctl(t)
+	brokers := kfakeBrokers(t)
 	shmDir, err := os.MkdirTemp("/dev/shm", "dshm-fwd-")
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +141,9 @@ to = "remote/frames"
 		t.Fatalf("the last forwarder: %v\n%s", err, out)
 	}
 	t.Logf("after %d kills, the last run said:\n%s", kills, lastLines(string(out), 3))
+	if final := lastLines(string(out), 1); !strings.Contains(final, `"lag":0,`) || !strings.Contains(final, `"done":true`) {
+		t.Fatalf("the last progress line %s: want the final one, with lag 0 (every source event acknowledged)", final)
+	}
 
 	dt, err := dst.OpenTopic("frames")
 	if err != nil {
@@ -194,6 +186,29 @@ to = "remote/frames"
 	}
 }
 
+// buildShmctl builds diaspora-shmctl for the test.
+func buildShmctl(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "diaspora-shmctl")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/diaspora-shmctl")
+	build.Dir = moduleRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/diaspora-shmctl: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// kfakeBrokers starts a Kafka-protocol cluster on loopback for the test.
+func kfakeBrokers(t *testing.T) string {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	return strings.Join(cluster.ListenAddrs(), ",")
+}
+
 func head(v []int) []int { return v[:min(len(v), 10)] }
 
 func lastLines(s string, k int) string {
@@ -209,19 +224,8 @@ func TestForwardKafkaToKafkaThroughIdleGaps(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds and runs the command")
 	}
-	root := moduleRoot(t)
-	bin := filepath.Join(t.TempDir(), "diaspora-shmctl")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/diaspora-shmctl")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	bin := buildShmctl(t)
+	brokers := kfakeBrokers(t)
 	d, err := diaspora.NewDriver("kafka", diaspora.MustMetadata(fmt.Sprintf(`{"kafka": {"bootstrap.servers": %q}}`, brokers)))
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package tests
 import (
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,12 +14,7 @@ func TestShmctlShowsLiveProducers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the command")
 	}
-	bin := filepath.Join(t.TempDir(), "diaspora-shmctl")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/diaspora-shmctl")
-	build.Dir = moduleRoot(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildShmctl(t)
 	env := newFaultEnv(t)
 	env.createTopic(t, "t", `{"ring_size":"64KiB","durability":"none"}`)
 	var prod collected

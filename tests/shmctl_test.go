@@ -44,12 +44,7 @@ func TestShmctlEndToEnd(t *testing.T) {
 		t.Skip("no bash")
 	}
 	root := moduleRoot(t)
-	bin := filepath.Join(t.TempDir(), "diaspora-shmctl")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/diaspora-shmctl")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/diaspora-shmctl: %v\n%s", err, out)
-	}
+	bin := buildShmctl(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
