@@ -65,37 +65,56 @@ func BenchmarkClaimCommitBatch64(b *testing.B) {
 	b.ReportMetric(float64(b.N)*64/b.Elapsed().Seconds(), "records/s")
 }
 
-// roleBenchRead: args dir, name, count, mode. Reads count records: mode 0
-// touches the first byte, 1 copies the data out, 2 reads every line; releasing every 64, then prints "done".
+// roleBenchRead: args dir, name, count, mode, batched. Reads count
+// records: mode 0 touches the first byte, 1 copies the data out, 2 reads
+// every line. Record by record (Next), releasing every 64, or (batched)
+// every record committed with NextBatch, releasing once a pass, as the
+// driver's consumer reads. Then prints "done".
 func roleBenchRead() {
 	r := openArg()
-	n, mode := argInt(2), argInt(3)
+	n, mode, batched := argInt(2), argInt(3), argInt(4) != 0
 	rd, err := r.Attach("bench")
 	if err != nil {
 		die("attach: %v", err)
 	}
 	rd.SetSpin(time.Millisecond)
 	buf := make([]byte, 1<<20)
+	ents := make([]Entry, 256)
 	fmt.Println("ready")
 	var x byte
-	for i := 1; i <= n; i++ {
-		e, err := rd.Next(30 * time.Second)
-		if err != nil {
-			die("next %d: %v", i, err)
-		}
-		switch mode {
-		case 1:
-			copy(buf, e.Data)
-		case 2:
-			for j := 0; j < len(e.Data); j += 64 {
-				x += e.Data[j]
+	for i := 0; i < n; {
+		k := 0
+		if batched {
+			if k, err = rd.NextBatch(ents[:min(len(ents), n-i)]); err != nil {
+				die("next batch at %d: %v", i, err)
 			}
-		default:
-			x += e.Data[0]
 		}
-		if i%64 == 0 || len(e.Data) >= 1<<20 {
-			rd.Release(e.End)
+		if k == 0 {
+			if ents[0], err = rd.Next(30 * time.Second); err != nil {
+				die("next %d: %v", i, err)
+			}
+			k = 1
 		}
+		for j := range k {
+			e := &ents[j]
+			switch mode {
+			case 1:
+				copy(buf, e.Data)
+			case 2:
+				for j := 0; j < len(e.Data); j += 64 {
+					x += e.Data[j]
+				}
+			default:
+				x += e.Data[0]
+			}
+			if !batched && ((i+j+1)%64 == 0 || len(e.Data) >= 1<<20) {
+				rd.Release(e.End)
+			}
+		}
+		if batched {
+			rd.Release(ents[k-1].End)
+		}
+		i += k
 	}
 	_ = x
 	fmt.Println("done")
@@ -133,7 +152,11 @@ func benchStreamVia(b *testing.B, size, batch, capacity int, viaBatch bool) {
 	if cp == "" {
 		cp = "2"
 	}
-	ch := startChild(b, "benchread", dir, name, strconv.Itoa(b.N), cp)
+	batched := "1"
+	if os.Getenv("RING_BENCH_NEXT") != "" {
+		batched = "0" // record by record, as before NextBatch existed
+	}
+	ch := startChild(b, "benchread", dir, name, strconv.Itoa(b.N), cp, batched)
 	if s := ch.line(b); s != "ready" {
 		b.Fatalf("child said %q", s)
 	}

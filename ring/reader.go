@@ -243,15 +243,18 @@ func (rd *Reader) corrupt(pos uint64, field string, v uint64, why string) error 
 	return &CorruptError{Path: rd.r.path, Pos: pos, Field: field, Value: v, Why: why}
 }
 
-// step tries to read the record at rd.pos, skipping padding. It turns
-// stuck claims into padding when their time has come.
-func (rd *Reader) step() (Entry, int, error) {
+// step tries to read the record at rd.pos into *e, skipping padding. It
+// turns stuck claims into padding when their time has come. It fills *e in
+// place rather than returning an Entry: a returned struct is written field
+// by field and read back by wide loads that cannot be forwarded from those
+// stores, which cost more than the rest of a record's read.
+func (rd *Reader) step(e *Entry) (int, error) {
 	r := rd.r
 	d := r.data
 	for {
 		pos := rd.pos
 		if pos%RecordAlign != 0 || pos >= MaxPos {
-			return Entry{}, 0, rd.corrupt(pos, "reader position", pos, "not 16-aligned or past 2^62")
+			return 0, rd.corrupt(pos, "reader position", pos, "not 16-aligned or past 2^62")
 		}
 		off := pos & r.mask
 		w0 := load64(d, int(off))
@@ -261,25 +264,25 @@ func (rd *Reader) step() (Entry, int, error) {
 			case StateCommitted:
 				recLen := w1 >> 32
 				if recLen < RecHeaderSize || recLen > r.cap-off {
-					return Entry{}, 0, rd.corrupt(pos, "recLen", recLen, fmt.Sprintf("want 32..%d", r.cap-off))
+					return 0, rd.corrupt(pos, "recLen", recLen, fmt.Sprintf("want 32..%d", r.cap-off))
 				}
 				o := int(off)
 				le := binary.LittleEndian
 				id := le.Uint64(d[o+RecOffEventID:])
 				ml := uint64(le.Uint32(d[o+RecOffMetaLen:]))
 				if ml > recLen-RecHeaderSize {
-					return Entry{}, 0, rd.corrupt(pos, "metaLen", ml, fmt.Sprintf("longer than recLen %d - 32", recLen))
+					return 0, rd.corrupt(pos, "metaLen", ml, fmt.Sprintf("longer than recLen %d - 32", recLen))
 				}
 				// IDs rise by one from record to record, except past aborted
 				// or abandoned claims; anything else must still be below the
 				// tail's next ID, or the record is damaged. The tail is read
 				// only then, so the common case costs no shared cache line.
 				if !idFits(id, r.firstID, pos) {
-					return Entry{}, 0, rd.corrupt(pos, "eventID", id, fmt.Sprintf("out of [firstID %d, firstID + position/32]", r.firstID))
+					return 0, rd.corrupt(pos, "eventID", id, fmt.Sprintf("out of [firstID %d, firstID + position/32]", r.firstID))
 				}
 				if !rd.haveID || id != rd.lastID+1 {
 					if (rd.haveID && id <= rd.lastID) || id >= load64(r.hdr, OffTailID) {
-						return Entry{}, 0, rd.corrupt(pos, "eventID", id, fmt.Sprintf("not after the previous record's %d and below the tail's next ID", rd.lastID))
+						return 0, rd.corrupt(pos, "eventID", id, fmt.Sprintf("not after the previous record's %d and below the tail's next ID", rd.lastID))
 					}
 				}
 				rd.lastID, rd.haveID = id, true
@@ -293,11 +296,12 @@ func (rd *Reader) step() (Entry, int, error) {
 					continue
 				}
 				ms, ds, de := o+RecHeaderSize, o+RecHeaderSize+int(ml), o+int(recLen)
-				return Entry{ID: id, Meta: d[ms:ds:ds], Data: d[ds:de:de], Pos: pos, End: rd.pos}, stGot, nil
+				e.ID, e.Meta, e.Data, e.Pos, e.End = id, d[ms:ds:ds], d[ds:de:de], pos, rd.pos
+				return stGot, nil
 			case StatePadding:
 				cl := w1 & 0xffffffff
 				if cl < RecordAlign || cl > r.cap-off || cl%RecordAlign != 0 {
-					return Entry{}, 0, rd.corrupt(pos, "padding claimLen", cl, fmt.Sprintf("want a multiple of 16 in 16..%d", r.cap-off))
+					return 0, rd.corrupt(pos, "padding claimLen", cl, fmt.Sprintf("want a multiple of 16 in 16..%d", r.cap-off))
 				}
 				rd.pos = pos + cl
 				rd.stuck = false
@@ -305,38 +309,38 @@ func (rd *Reader) step() (Entry, int, error) {
 			case StateClaimed:
 				cl := w1 & 0xffffffff
 				if cl < RecHeaderSize || cl > r.cap-off || cl%RecordAlign != 0 {
-					return Entry{}, 0, rd.corrupt(pos, "claimLen", cl, fmt.Sprintf("want a multiple of 16 in 32..%d", r.cap-off))
+					return 0, rd.corrupt(pos, "claimLen", cl, fmt.Sprintf("want a multiple of 16 in 32..%d", r.cap-off))
 				}
 				if rd.stuckClaimed(pos, w0, w1, cl) {
 					continue
 				}
-				return Entry{}, stPending, nil
+				return stPending, nil
 			default:
-				return Entry{}, 0, rd.corrupt(pos, "record state", w0&stateMask, "want 1, 2 or 3")
+				return 0, rd.corrupt(pos, "record state", w0&stateMask, "want 1, 2 or 3")
 			}
 		}
 		tail := load64(r.hdr, OffTailPos)
 		if pos >= tail {
 			rd.stuck = false
 			if load32(r.hdr, OffDeleted) != 0 {
-				return Entry{}, 0, r.deletedError()
+				return 0, r.deletedError()
 			}
 			if load32(r.hdr, OffComplete) != 0 {
 				// re-check: a record may have been committed just before
 				if load64(d, int(off)) != w0 {
 					continue
 				}
-				return Entry{}, 0, ErrEndOfStream
+				return 0, ErrEndOfStream
 			}
-			return Entry{}, stEmpty, nil
+			return stEmpty, nil
 		}
 		if tail-pos > r.cap {
-			return Entry{}, 0, fmt.Errorf("%w: reader at position %d of %s was overrun (tail %d)", ErrTooOld, pos, r.path, tail)
+			return 0, fmt.Errorf("%w: reader at position %d of %s was overrun (tail %d)", ErrTooOld, pos, r.path, tail)
 		}
 		if rd.stuckUnwritten(pos, tail) {
 			continue
 		}
-		return Entry{}, stPending, nil
+		return stPending, nil
 	}
 }
 
@@ -416,7 +420,8 @@ func (rd *Reader) TryNext() (Entry, bool, error) {
 	if rd.closed || rd.r.closed.Load() {
 		return Entry{}, false, ErrClosed
 	}
-	e, st, err := rd.step()
+	var e Entry
+	st, err := rd.step(&e)
 	if err != nil {
 		return Entry{}, false, err
 	}
@@ -435,7 +440,7 @@ func (rd *Reader) NextBatch(dst []Entry) (int, error) {
 	}
 	n := 0
 	for n < len(dst) {
-		e, st, err := rd.step()
+		st, err := rd.step(&dst[n])
 		if err != nil {
 			if n > 0 {
 				// The position did not move: the next call meets the
@@ -447,7 +452,6 @@ func (rd *Reader) NextBatch(dst []Entry) (int, error) {
 		if st != stGot {
 			break
 		}
-		dst[n] = e
 		n++
 	}
 	return n, nil
@@ -460,7 +464,8 @@ func (rd *Reader) Next(timeout time.Duration) (Entry, error) {
 	if rd.closed || rd.r.closed.Load() {
 		return Entry{}, ErrClosed
 	}
-	e, st, err := rd.step()
+	var e Entry
+	st, err := rd.step(&e)
 	if err != nil || st == stGot {
 		return e, err
 	}
@@ -470,9 +475,10 @@ func (rd *Reader) Next(timeout time.Duration) (Entry, error) {
 func (rd *Reader) nextSlow(timeout time.Duration) (Entry, error) {
 	r := rd.r
 	start := time.Now()
+	var e Entry
 	if rd.spin > 0 {
 		for i := 1; ; i++ {
-			e, st, err := rd.step()
+			st, err := rd.step(&e)
 			if err != nil || st == stGot {
 				return e, err
 			}
@@ -506,7 +512,7 @@ func (rd *Reader) nextSlow(timeout time.Duration) (Entry, error) {
 		// bumps the sequence, so FutexWait on the old value returns at once.
 		seq := load32(r.hdr, OffDataSeq)
 		add32(r.hdr, OffDataWaiters, 1)
-		e, st, err := rd.step()
+		st, err := rd.step(&e)
 		if err == nil && st != stGot {
 			if st == stPending {
 				d = min(d, deadGrace) // stuck claims need rechecking
@@ -537,7 +543,8 @@ func (rd *Reader) SeekID(id uint64) error {
 	first := true
 	for {
 		save, saveID, saveHave := rd.pos, rd.lastID, rd.haveID
-		e, st, err := rd.step()
+		var e Entry
+		st, err := rd.step(&e)
 		if err == ErrEndOfStream {
 			err, st = nil, stEmpty
 		}

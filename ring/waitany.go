@@ -70,7 +70,8 @@ func WaitAny(rds []*Reader, timeout time.Duration) error {
 // says a claim is stuck at the reader's position.
 func (rd *Reader) ready() (ready, pending bool) {
 	pos, last, have := rd.pos, rd.lastID, rd.haveID
-	_, st, err := rd.step()
+	var e Entry
+	st, err := rd.step(&e)
 	if st == stGot {
 		rd.pos, rd.lastID, rd.haveID = pos, last, have
 	}
