@@ -38,8 +38,9 @@ type consumer struct {
 
 	// Events and metadata copies are carved from blocks, to allocate per
 	// block rather than per event; an event the user keeps keeps its block.
-	slab  []event
-	arena []byte
+	slab    slab[event]
+	arena   []byte
+	arenaAt int // bytes of arena used
 
 	mu    sync.Mutex // one Pull is served at a time
 	parts []*consumerPartition
@@ -898,7 +899,7 @@ const (
 )
 
 func (c *consumer) newEvent() *event {
-	return carve(&c.slab, eventSlab)
+	return c.slab.get(eventSlab)
 }
 
 // copyMeta copies metadata out of the ring: the ring space is reused.
@@ -906,12 +907,13 @@ func (c *consumer) copyMeta(b []byte) []byte {
 	if len(b) > metaArenaMost {
 		return bytes.Clone(b)
 	}
-	if cap(c.arena)-len(c.arena) < len(b) {
-		c.arena = make([]byte, 0, metaArena)
+	// An index moves, not the arena's slice (a pointer write per event).
+	if len(c.arena)-c.arenaAt < len(b) {
+		c.arena, c.arenaAt = make([]byte, metaArena), 0
 	}
-	n := len(c.arena)
-	c.arena = append(c.arena, b...)
-	return c.arena[n:len(c.arena):len(c.arena)]
+	n := c.arenaAt
+	c.arenaAt += copy(c.arena[n:], b)
+	return c.arena[n:c.arenaAt:c.arenaAt]
 }
 
 // applyRelease frees the space acknowledged by a zero-copy consumer; c.mu

@@ -45,8 +45,8 @@ type producer struct {
 	pooled     int
 	claims     sync.WaitGroup // Claims not yet committed or aborted
 	openMu     sync.Mutex
-	open       *claim  // open claims, a list linked through the claims
-	claimSlab  []claim // under openMu: where new claims are carved
+	open       *claim      // open claims, a list linked through the claims
+	claimSlab  slab[claim] // under openMu: where new claims are carved
 	// slots bounds the pushes handed to the pool and not yet queued on a
 	// partition to MaxNumBatches batches: Push blocks on it (back-pressure).
 	slots  chan struct{}
@@ -80,10 +80,10 @@ type producerPartition struct {
 	batchQ  []queuedEvent
 	// done futures of direct writes, carved from blocks so that a push
 	// allocates once per block; a kept future keeps its block alive.
-	doneSlab []doneFuture
+	doneSlab slab[doneFuture]
 
-	metaArena []byte       // under mu: serialized metadata of queued events
-	futSlab   []pushFuture // under mu: futures of queued events
+	metaArena []byte           // under mu: serialized metadata of queued events
+	futSlab   slab[pushFuture] // under mu: futures of queued events
 
 	// The stage of inline pushes (stage.go), under flushMu.
 	stage       ring.Batch
@@ -111,19 +111,28 @@ const doneSlab = 512
 
 // done returns a completed future of id; flushMu is held.
 func (pp *producerPartition) done(id diaspora.EventID) diaspora.Future[diaspora.EventID] {
-	f := carve(&pp.doneSlab, doneSlab)
+	f := pp.doneSlab.get(doneSlab)
 	f.id = id
 	return f
 }
 
-// carve returns a new zero T from *slab, which it refills n at a time: what
-// is carved from one block is allocated once, and one kept keeps its block.
-func carve[T any](slab *[]T, n int) *T {
-	if len(*slab) == 0 {
-		*slab = make([]T, n)
+// slab hands out zero Ts carved from blocks: what is carved from one block
+// is allocated once, and one kept keeps its block. Only an index moves per
+// value: re-slicing the block instead would write a pointer per value, and
+// every pointer write pays the garbage collector's write barrier while it
+// marks, which at millions of events a second it nearly always does.
+type slab[T any] struct {
+	blk  []T
+	next int
+}
+
+// get returns the next zero T, making a block of n when the last is used up.
+func (s *slab[T]) get(n int) *T {
+	if s.next == len(s.blk) {
+		s.blk, s.next = make([]T, n), 0
 	}
-	v := &(*slab)[0]
-	*slab = (*slab)[1:]
+	v := &s.blk[s.next]
+	s.next++
 	return v
 }
 
@@ -359,7 +368,7 @@ func (pp *producerPartition) serializeQueued(md diaspora.Metadata) ([]byte, erro
 
 // newFuture carves a push future from the partition's block; pp.mu is held.
 func (pp *producerPartition) newFuture() *pushFuture {
-	f := carve(&pp.futSlab, futureBlock)
+	f := pp.futSlab.get(futureBlock)
 	f.prod = pp.p
 	return f
 }
@@ -813,7 +822,7 @@ const claimBlock = 32
 func (p *producer) newClaim() *claim {
 	p.openMu.Lock()
 	defer p.openMu.Unlock()
-	c := carve(&p.claimSlab, claimBlock)
+	c := p.claimSlab.get(claimBlock)
 	c.p = p
 	return c
 }

@@ -12,9 +12,11 @@ import (
 // bytes and not an atomic operation. A Batch is reused across writes and
 // does not allocate once grown; it is used by one goroutine at a time.
 type Batch struct {
-	buf   []byte
-	sizes []RecordSize
-	mark  int // start of the record begun last
+	buf    []byte
+	sizes  []RecordSize
+	mark   int    // start of the record begun last
+	maxRec uint64 // the longest record's recLen (32 + metadata + data)
+	ended  int    // bytes of the ended records: len(buf) unless a Begin is open
 }
 
 var zeroHeader [RecHeaderSize + RecordAlign]byte
@@ -30,7 +32,7 @@ func (b *Batch) Len() int { return len(b.sizes) }
 func (b *Batch) Bytes() int { return len(b.buf) }
 
 // Reset empties the batch, keeping its memory.
-func (b *Batch) Reset() { b.buf, b.sizes = b.buf[:0], b.sizes[:0] }
+func (b *Batch) Reset() { b.buf, b.sizes, b.maxRec, b.ended = b.buf[:0], b.sizes[:0], 0, 0 }
 
 // Begin starts a record. Append the record's metadata and then its data to
 // the returned slice, and pass the result to End (or call Cancel).
@@ -49,8 +51,18 @@ func (b *Batch) End(buf []byte, metaLen int) error {
 		return fmt.Errorf("ring: batch record of %d bytes cannot hold %d bytes of metadata", body, metaLen)
 	}
 	n := RecHeaderSize + body
-	buf = append(buf, zeroHeader[:int(align16(uint64(n)))-n]...)
+	if pad := int(align16(uint64(n))) - n; pad > 0 {
+		buf = append(buf, zeroHeader[:pad]...)
+	}
+	// What does not depend on where the batch lands is written now, in
+	// memory the producer just touched; WriteBatch adds the IDs and tags.
+	recLen := uint64(n)
+	le := binary.LittleEndian
+	le.PutUint64(buf[b.mark+RecOffWord1:], align16(recLen)|recLen<<32)
+	le.PutUint32(buf[b.mark+RecOffMetaLen:], uint32(metaLen))
 	b.buf = buf
+	b.ended = len(buf)
+	b.maxRec = max(b.maxRec, recLen)
 	b.sizes = append(b.sizes, RecordSize{Meta: metaLen, Data: body - metaLen})
 	return nil
 }
@@ -63,6 +75,11 @@ func (b *Batch) DropLast() {
 	if len(b.sizes) > 0 {
 		b.sizes = b.sizes[:len(b.sizes)-1]
 		b.buf = b.buf[:b.mark]
+		b.ended = b.mark
+		b.maxRec = 0
+		for _, s := range b.sizes {
+			b.maxRec = max(b.maxRec, uint64(RecHeaderSize+s.Meta+s.Data))
+		}
 	}
 }
 
@@ -74,34 +91,36 @@ func (b *Batch) DropLast() {
 // the commit publishes it. The batch is left as it was: Reset it to build
 // the next.
 func (r *Ring) WriteBatch(b *Batch, timeout time.Duration, claimed func(lastID uint64)) (id0, end uint64, err error) {
-	L, err := r.claimLen(b.sizes)
-	if err != nil {
-		return 0, 0, err
+	L := uint64(len(b.buf))
+	if r.closed.Load() || len(b.sizes) == 0 || b.maxRec > uint64(r.MaxRecordSize()) || L > r.cap/2 {
+		// End kept the sizes checked against each other; what the ring
+		// takes is checked here, record by record only when it fails.
+		if _, err := r.claimLen(b.sizes); err != nil {
+			return 0, 0, err
+		}
 	}
-	if L != uint64(len(b.buf)) {
-		return 0, 0, fmt.Errorf("ring: batch of %d bytes holds records of %d", len(b.buf), L)
+	if b.ended != len(b.buf) {
+		return 0, 0, fmt.Errorf("ring: batch of %d bytes holds records of %d (a record begun and not ended)", len(b.buf), b.ended)
 	}
 	pos, id, err := r.claimSpace(L, uint64(len(b.sizes)), timeout)
 	if err != nil {
 		return 0, 0, err
 	}
 	// The headers, as Claim.writeHeaders puts them in the ring, but in
-	// our memory: records 1..k-1 COMMITTED (nobody reads past record 0
-	// before it commits), record 0's state words left to the CAS.
+	// our memory (End wrote the lengths): records 1..k-1 COMMITTED (nobody
+	// reads past record 0 before it commits), record 0's state words left
+	// to the CAS.
 	le := binary.LittleEndian
 	pid := r.self.PID
 	buf := b.buf
 	o := 0
 	for i, s := range b.sizes {
-		recLen := uint64(RecHeaderSize + s.Meta + s.Data)
 		le.PutUint64(buf[o+RecOffEventID:], id+uint64(i))
-		le.PutUint32(buf[o+RecOffMetaLen:], uint32(s.Meta))
 		le.PutUint32(buf[o+RecOffPID:], pid)
 		if i > 0 {
-			le.PutUint64(buf[o+RecOffWord1:], align16(recLen)|recLen<<32)
 			le.PutUint64(buf[o+RecOffWord0:], (pos+uint64(o))|StateCommitted)
 		}
-		o += int(align16(recLen))
+		o += int(align16(uint64(RecHeaderSize + s.Meta + s.Data)))
 	}
 	if claimed != nil {
 		claimed(id + uint64(len(b.sizes)) - 1)

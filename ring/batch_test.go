@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -145,6 +146,32 @@ func TestBatchEndChecksLengths(t *testing.T) {
 	}
 	if b.Len() != 0 || b.Bytes() != 0 {
 		t.Fatalf("the refused record stayed: %d records, %d bytes", b.Len(), b.Bytes())
+	}
+}
+
+// WriteBatch refuses a batch with a record begun and not ended (its bytes
+// would lie in the claim with no header), and one whose largest record the
+// ring cannot take, also when that record was dropped and another remains.
+func TestWriteBatchChecksWhatEndDidNot(t *testing.T) {
+	r := newTestRing(t, Options{Capacity: 64 << 10})
+	var b Batch
+	appendRecord(t, &b, []byte("{}"), make([]byte, 100))
+	open := b.Begin()
+	_ = append(open, "half"...)
+	if _, _, err := r.WriteBatch(&b, time.Second, nil); err == nil || !strings.Contains(err.Error(), "not ended") {
+		t.Fatalf("batch with an open record: %v, want a refusal", err)
+	}
+	b.Cancel()
+	appendRecord(t, &b, []byte("{}"), make([]byte, 40<<10))
+	b.DropLast()
+	id, _, err := r.WriteBatch(&b, time.Second, nil)
+	if err != nil {
+		t.Fatalf("batch of one 100-byte record after the large one was dropped: %v", err)
+	}
+	rd := r.NewCursor(0)
+	e, err := rd.Next(time.Second)
+	if err != nil || e.ID != id || len(e.Data) != 100 || string(e.Meta) != "{}" {
+		t.Fatalf("read back %+v, %v; want ID %d with 100 bytes", e, err, id)
 	}
 }
 
