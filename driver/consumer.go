@@ -39,6 +39,7 @@ type consumer struct {
 	// Events and metadata copies are carved from blocks, to allocate per
 	// block rather than per event; an event the user keeps keeps its block.
 	slab    slab[event]
+	views   slab[eventViews]
 	arena   []byte
 	arenaAt int // bytes of arena used
 
@@ -818,8 +819,16 @@ func (cp *consumerPartition) build(id uint64, meta, data []byte, fromLog bool) (
 		return nil, err
 	}
 	ev := c.newEvent()
-	ev.md, ev.views = md, view
-	ev.heap = fromLog && c.alloc == nil && len(view) > 0
+	ev.md = md
+	heap := fromLog && c.alloc == nil && len(view) > 0
+	switch {
+	case len(view) == 1 && view[0] != nil && !heap:
+		ev.seg[0] = view[0] // one piece (an allocator's buffer): nothing more to carve
+	case view != nil:
+		x := c.views.get(eventSlab)
+		x.views, x.heap = view, heap
+		ev.x = x
+	}
 	return ev, nil
 }
 
@@ -902,8 +911,15 @@ func (c *consumer) newEvent() *event {
 	return c.slab.get(eventSlab)
 }
 
+// emptyMeta is the bytes of every event whose metadata is {} (Metadata.Bytes
+// is read-only).
+var emptyMeta = []byte("{}")
+
 // copyMeta copies metadata out of the ring: the ring space is reused.
 func (c *consumer) copyMeta(b []byte) []byte {
+	if len(b) == 2 && b[0] == '{' && b[1] == '}' {
+		return emptyMeta // the commonest metadata: shared, as Metadata{} shares it
+	}
 	if len(b) > metaArenaMost {
 		return bytes.Clone(b)
 	}
@@ -1061,14 +1077,23 @@ func (cp *consumerPartition) close() (err error) {
 }
 
 // event is a delivered event. Its data is seg[0] when it is one piece in
-// place (no DataView to write per event), else views.
+// place (no DataView to write per event), else x.views. Events are carved
+// from blocks, and at millions a second the bytes of an event are what
+// paces the garbage collector: what only some events need is behind x.
 type event struct {
-	id    uint64
-	md    diaspora.Metadata
-	seg   [1][]byte
+	cp  *consumerPartition
+	md  diaspora.Metadata
+	seg [1][]byte
+	id  uint64
+	end uint64
+	x   *eventViews
+}
+
+// eventViews is the data of an event that is not one piece in place: a
+// selection of it, an allocator's memory, or a buffer of an event read
+// back from the log.
+type eventViews struct {
 	views diaspora.DataView
-	cp    *consumerPartition
-	end   uint64
 	heap  bool // views are a Go buffer (an event read back from the log)
 }
 
@@ -1076,14 +1101,17 @@ type event struct {
 // (an event read back from the durable log, without an allocator) rather
 // than the ring's shared memory or an allocator's. The C library pins such
 // data while C holds it.
-func (e *event) DataOnGoHeap() bool { return e.heap }
+func (e *event) DataOnGoHeap() bool { return e.x != nil && e.x.heap }
 
 func (e *event) Metadata() diaspora.Metadata { return e.md }
 func (e *event) Data() diaspora.DataView {
 	if e.seg[0] != nil {
 		return e.seg[:]
 	}
-	return e.views
+	if e.x != nil {
+		return e.x.views
+	}
+	return nil
 }
 func (e *event) ID() diaspora.EventID { return e.id }
 
