@@ -50,7 +50,7 @@ func (p SyncPolicy) String() string {
 type Options struct {
 	Sync         SyncPolicy
 	SyncInterval time.Duration // SyncAsync period; default 100 ms
-	SegmentSize  int           // target segment file size; default 64 MiB
+	SegmentSize  int           // target segment file size; default 8 MiB (wal grows the tail segment's buffer by copying)
 	FirstID      uint64        // NextID of an empty log
 	Perm         os.FileMode   // segment file mode; default 0600
 	Logger       *slog.Logger  // default slog.Default()
@@ -58,7 +58,7 @@ type Options struct {
 
 const (
 	defaultSyncInterval = 100 * time.Millisecond
-	defaultSegmentSize  = 64 << 20
+	defaultSegmentSize  = 8 << 20
 )
 
 func (o Options) withDefaults() (Options, error) {

@@ -71,7 +71,7 @@ shm driver:
   ring_size        bytes of each partition's ring in shared memory: a number or
                    a size such as "16MiB" (default 64MiB, 64KiB to 1GiB)
   durability       none | async | sync (default async)
-  segment_size     bytes of a log segment (default 64MiB)
+  segment_size     bytes of a log segment (default 8MiB)
   retention_bytes  log bytes kept per partition (default: all)
   retention_age    age of log segments kept, such as "24h" (default: all)
   reader_slots     consumers attached to a ring at once (default 64)
