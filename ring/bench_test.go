@@ -259,8 +259,13 @@ func benchCopy(b *testing.B, size int) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
 
-func BenchmarkStream64Ring(b *testing.B)   { benchStream(b, 64, 64, 1<<20) }
-func BenchmarkStream64Batch(b *testing.B)  { benchStreamVia(b, 64, 64, 1<<20, true) }
+func BenchmarkStream64Ring(b *testing.B)  { benchStream(b, 64, 64, 1<<20) }
+func BenchmarkStream64Batch(b *testing.B) { benchStreamVia(b, 64, 64, 1<<20, true) }
+
+// BenchmarkStream64Stage writes batches of 256, the most a streaming
+// producer's stage holds (driver.stageEvents), into a 64 MiB ring (the
+// default ring_size).
+func BenchmarkStream64Stage(b *testing.B)  { benchStreamVia(b, 64, 256, 64<<20, true) }
 func BenchmarkStream64Socket(b *testing.B) { benchSock(b, 64, 64*64) }
 func BenchmarkStream64Copy(b *testing.B)   { benchCopy(b, 64) }
 func BenchmarkStream1MRing(b *testing.B)   { benchStream(b, 1<<20, 1, 8<<20) }
