@@ -137,6 +137,7 @@ func (r *langRun) cases() ([]langCase, error) {
 		{Name: "64 B: C producer, push_many → Go consumer", Baseline: "64 B: Go producer → Go consumer", Size: 64, N: n, Warm: n / 10, Ring: "64MiB", run: cManyToGo},
 		{Name: "64 B: Go → Python socket reader", Size: 64, N: pn, Warm: pn / 10, run: goToPySocket},
 		{Name: "64 B: Go producer → Python consumer", Baseline: "64 B: Go → Python socket reader", Size: 64, N: pn, Warm: pn / 10, Ring: "64MiB", run: goToPy},
+		{Name: "64 B: Go producer → Python batches()", Baseline: "64 B: Go → Python socket reader", Size: 64, N: pn, Warm: pn / 10, Ring: "64MiB", run: goToPyBatches},
 		// A zero-copy consumer of frames acknowledges each: 16 of them fill the ring.
 		{Name: "frames: Go producer → Go consumer", Size: int(frame), N: fn, Warm: max(fn/10, 2), Ring: "256MiB", AckEvery: 1, run: goToGo},
 		{Name: "frames: Go producer → Python into numpy", Baseline: "frames: Go producer → Go consumer", Size: int(frame), N: fn, Warm: max(fn/10, 2), Ring: "256MiB", AckEvery: 1, run: goToPy},
@@ -202,6 +203,7 @@ func (r *langRun) run() error {
 		fmt.Printf("  %s %-42s want >= %.1fx %-28q got %.2f (runs %s)\n", verdict, name, bar, res.Baseline, res.VsBase, fmtRatios(res.Ratios))
 	}
 	target("64 B: Go producer → Python consumer", 1.0)
+	target("64 B: Go producer → Python batches()", 1.0)
 	target("frames: Go producer → Python into numpy", 0.8)
 	target("64 B: C producer → Go consumer", 0.8)
 	target("64 B: C producer, push_many → Go consumer", 0.8)
@@ -348,15 +350,21 @@ func (r *langRun) python(args ...string) *exec.Cmd {
 }
 
 func goToPy(r *langRun, c langCase) (float64, error) {
+	mode := "shm"
+	if c.Size > 1<<20 {
+		mode = "frames"
+	}
+	return goToPyMode(r, c, mode)
+}
+
+func goToPyBatches(r *langRun, c langCase) (float64, error) { return goToPyMode(r, c, "batches") }
+
+func goToPyMode(r *langRun, c langCase, mode string) (float64, error) {
 	drv, root, shmDir, cleanup, err := r.topicDirs(c.Ring)
 	if err != nil {
 		return 0, err
 	}
 	defer cleanup()
-	mode := "shm"
-	if c.Size > 1<<20 {
-		mode = "frames"
-	}
 	cons, err := spawnCmd(r.python(mode, root, shmDir, "bench", fmt.Sprint(c.N), fmt.Sprint(c.Warm), fmt.Sprint(ackEvery(c))), "Python consumer")
 	if err != nil {
 		return 0, err

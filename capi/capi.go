@@ -139,6 +139,11 @@ func dshmgo_release(h C.uint64_t, kind C.int) (st C.int) {
 		if e, err = take[*cEvent](h, "event"); err == nil {
 			e.free()
 		}
+	case C.DSHM__KIND_BATCH:
+		var b *cBatch
+		if b, err = take[*cBatch](h, "batch"); err == nil {
+			b.free()
+		}
 	default:
 		err = invalid("release of an unknown kind %d", int(kind))
 	}

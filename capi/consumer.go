@@ -33,6 +33,11 @@ type cConsumer struct {
 
 	batch []diaspora.Event // PullBatch's room, under mu
 
+	// Scratch of newBatch, under scratchMu.
+	scratchMu sync.Mutex
+	mds       [][]byte
+	partOf    []int
+
 	lastPart atomic.Pointer[partCache]
 }
 
@@ -631,22 +636,28 @@ func dshmgo_event_segments(h C.dshm_event, out *C.dshm_segment, cap C.size_t, n 
 	if n == nil {
 		return fail(invalid("dshm_event_segments: n is NULL"))
 	}
+	return writeSegments(e.data, out, cap, n, "dshm_event_segments")
+}
+
+// writeSegments writes the non-empty segments of d (up to cap) to out and
+// their count to *n.
+func writeSegments(d diaspora.DataView, out *C.dshm_segment, cap C.size_t, n *C.size_t, call string) C.int {
 	k := 0
-	for _, s := range e.data {
+	for _, s := range d {
 		if len(s) > 0 {
 			k++
 		}
 	}
 	*n = C.size_t(k)
 	if uint64(cap) < uint64(k) || (k > 0 && out == nil) {
-		return fail(fmt.Errorf("diaspora_shm: dshm_event_segments: %w: the event has %d segments, room for %d", errRange, k, uint64(cap)))
+		return fail(fmt.Errorf("diaspora_shm: %s: %w: the event has %d segments, room for %d", call, errRange, k, uint64(cap)))
 	}
 	if k == 0 {
 		return C.DSHM_OK
 	}
 	dst := unsafe.Slice(out, k)
 	i := 0
-	for _, s := range e.data {
+	for _, s := range d {
 		if len(s) > 0 {
 			dst[i] = C.dshm_segment{data: unsafe.Pointer(unsafe.SliceData(s)), size: C.size_t(len(s))}
 			i++

@@ -20,7 +20,8 @@
  *   not wait.
  * - Threads: every call may be made from any thread. Handles of drivers,
  *   topics, producers and consumers may be shared between threads; an event,
- *   future or claim handle is used by one thread at a time.
+ *   future or claim handle is used by one thread at a time. A batch handle
+ *   may be shared (its release must come after every other use).
  * - Memory returned by the library (metadata, data segments) belongs to it
  *   and is valid until the handle it came from is released; buffers given to
  *   it (data to push, allocator buffers) stay the caller's, and must stay
@@ -73,6 +74,7 @@ typedef uint64_t dshm_event;
 typedef uint64_t dshm_future;
 typedef uint64_t dshm_claim;
 typedef uint64_t dshm_thread_pool;
+typedef uint64_t dshm_batch;
 
 /* A piece of event data: pushed from, or read in place. */
 typedef struct {
@@ -284,6 +286,30 @@ int dshm_consumer_process(dshm_consumer c, dshm_processor_fn processor, void *ct
                           int64_t timeout_ms, uint64_t max_events, dshm_thread_pool pool);
 /* Unsubscribes and closes: the consumer's events no longer hold ring space. */
 int dshm_consumer_close(dshm_consumer c);
+
+/* ---- batches: many events, one handle ----
+ * For small events: a batch costs one handle and one arena of C memory,
+ * where dshm_consumer_pull_batch makes a handle per event. Its events have
+ * no handles of their own; they are numbered 0..n-1 in the batch. */
+
+/* Takes up to max events as dshm_consumer_pull_batch does (waits up to
+ * timeout_ms for the first, then takes those ready at once behind it) into
+ * one batch: *batch gets its handle, infos[0..*n) what each event is (as
+ * dshm_event_get_info gives it; every pointer valid until the batch is
+ * released). DSHM_ETIMEOUT when none came (*batch is 0 then). The last
+ * event may be the end of the stream (id DSHM_NO_MORE_EVENTS). */
+int dshm_batch_pull(dshm_consumer c, int64_t timeout_ms, size_t max, dshm_batch *batch,
+                    dshm_event_info *infos, size_t *n);
+/* Writes the data segments of event i of the batch, as dshm_event_segments. */
+int dshm_batch_segments(dshm_batch b, size_t i, dshm_segment *out, size_t cap, size_t *n);
+/* Acknowledges event i of the batch (and every earlier one of its
+ * partition); i = SIZE_MAX acknowledges the last event of each partition
+ * in the batch, that is all of it. */
+int dshm_batch_acknowledge(dshm_batch b, size_t i);
+/* Frees the batch: its metadata, and its data when the consumer copies
+ * ("data": "copy"). Zero-copy data stays readable until acknowledged, as
+ * an event's does. */
+int dshm_batch_release(dshm_batch b);
 
 /* ---- events ---- */
 

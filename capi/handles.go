@@ -62,6 +62,8 @@ func kindName(v any) string {
 		return "consumer"
 	case *cEvent:
 		return "event"
+	case *cBatch:
+		return "batch"
 	case *cFuture:
 		return "future"
 	case *cClaim:

@@ -12,7 +12,8 @@ enum {
 	DSHM__KIND_POOL = 1,
 	DSHM__KIND_TOPIC = 2,
 	DSHM__KIND_FUTURE = 3,
-	DSHM__KIND_EVENT = 4
+	DSHM__KIND_EVENT = 4,
+	DSHM__KIND_BATCH = 5
 };
 
 void dshm__set_error(const char *msg, size_t len);

@@ -228,6 +228,27 @@ int dshm_consumer_pull_batch(dshm_consumer c, int64_t timeout_ms, size_t max, ds
 	return dshmgo_consumer_pull_batch(c, timeout_ms, max, events, infos, n);
 }
 
+int dshm_batch_pull(dshm_consumer c, int64_t timeout_ms, size_t max, dshm_batch *batch,
+                    dshm_event_info *infos, size_t *n) {
+	GUARD;
+	return dshmgo_batch_pull(c, timeout_ms, max, batch, infos, n);
+}
+
+int dshm_batch_segments(dshm_batch b, size_t i, dshm_segment *out, size_t cap, size_t *n) {
+	GUARD;
+	return dshmgo_batch_segments(b, i, out, cap, n);
+}
+
+int dshm_batch_acknowledge(dshm_batch b, size_t i) {
+	GUARD;
+	return dshmgo_batch_acknowledge(b, i);
+}
+
+int dshm_batch_release(dshm_batch b) {
+	GUARD;
+	return dshmgo_release(b, DSHM__KIND_BATCH);
+}
+
 int dshm_event_release_many(const dshm_event *events, size_t n) {
 	GUARD;
 	return dshmgo_event_release_many((dshm_event *)events, n);

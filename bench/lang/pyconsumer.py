@@ -4,6 +4,7 @@ event WARM to the last, as the Go consumer of the same run is.
 
   pyconsumer.py shm ROOT SHM TOPIC N WARM ACK       for ev in consumer (zero-copy views)
   pyconsumer.py frames ROOT SHM TOPIC N WARM ACK    the same, each event's data into numpy
+  pyconsumer.py batches ROOT SHM TOPIC N WARM ACK   for b in consumer.batches() (no Event per event)
   pyconsumer.py socket N WARM SIZE                  framed events from a Unix socket on fd 3
 Every event's last data byte is read, and every ACKth event acknowledged.
 """
@@ -47,6 +48,30 @@ def shm(root, shm_path, topic, n, warm, ack_every, frames=False):
     result(n, time.perf_counter() - start, nbytes)
 
 
+def batches(root, shm_path, topic, n, warm, ack_every):
+    from diaspora_shm.api import Driver, FullDataSelector
+
+    d = Driver(backend="shm", options={"root_path": root, "shm_path": shm_path})
+    c = d.open_topic(topic).consumer("py-bench", data_selector=FullDataSelector)
+    print("READY", flush=True)
+    total, k, s, nbytes, start = n + warm, 0, 0, 0, 0.0
+    for b in c.batches(max_events=min(256, total)):
+        for (data,) in b.data:
+            if k == warm:
+                start = time.perf_counter()
+            s += data[-1]
+            if k >= warm:
+                nbytes += len(data)
+            k += 1
+            if k == total:
+                break
+        if k // ack_every != (k - len(b)) // ack_every or k == total:
+            b.acknowledge()  # every event of the batch, the ACKth among them
+        if k == total:
+            break
+    result(n, time.perf_counter() - start, nbytes)
+
+
 def sock(n, warm, size):
     conn = socket.socket(fileno=3)
     print("READY", flush=True)
@@ -82,6 +107,8 @@ if __name__ == "__main__":
     cmd, a = sys.argv[1], sys.argv[2:]
     if cmd in ("shm", "frames"):
         shm(a[0], a[1], a[2], int(a[3]), int(a[4]), int(a[5]), frames=cmd == "frames")
+    elif cmd == "batches":
+        batches(a[0], a[1], a[2], int(a[3]), int(a[4]), int(a[5]))
     elif cmd == "socket":
         sock(int(a[0]), int(a[1]), int(a[2]))
     else:

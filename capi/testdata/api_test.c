@@ -400,6 +400,62 @@ int main(int argc, char **argv) {
 	}
 	OK(dshm_consumer_close(c));
 
+	// A batch: the same events under one handle, "all" data in place and
+	// "copy" data that the batch's release frees.
+	const char *modes[2] = {"{\"targets\": [0], \"data\": \"all\"}", "{\"targets\": [0], \"data\": \"copy\"}"};
+	for (int m = 0; m < 2; m++) {
+		char name[16];
+		snprintf(name, sizeof name, "batched%d", m);
+		OK(dshm_consumer_open(t, name, modes[m], NULL, NULL, NULL, &c));
+		dshm_batch b = 7;
+		IS(dshm_batch_pull(c, 1000, 0, &b, infos, &got), DSHM_EINVAL);
+		IS(dshm_batch_pull(c, 1000, 8, NULL, infos, &got), DSHM_EINVAL);
+		IS(dshm_batch_pull(c, 1000, 8, &b, NULL, &got), DSHM_EINVAL);
+		total = 0;
+		while (total < N / 2) {
+			size_t room = N / 2 - total < 8 ? N / 2 - total : 8;
+			OK(dshm_batch_pull(c, 10000, room, &b, infos, &got));
+			CHECK(b != 0 && got >= 1 && got <= room, "a batch of %zu", got);
+			for (size_t k = 0; k < got; k++, total++) {
+				CHECK(infos[k].id == ids[2 * total], "batch %d event %zu: id %llu", m, total,
+				      (unsigned long long)infos[k].id);
+				CHECK(infos[k].partition == 0 && strstr(infos[k].partition_info, "\"id\"") != NULL,
+				      "batch %d event %zu: partition %zu %s", m, total, infos[k].partition, infos[k].partition_info);
+				CHECK(infos[k].num_segments == 1 && infos[k].first.size == SIZE &&
+				          memcmp(infos[k].first.data, data[2 * total], SIZE) == 0,
+				      "batch %d event %zu: data", m, total);
+				dshm_segment one[1];
+				size_t ns = 0;
+				OK(dshm_batch_segments(b, k, one, 1, &ns));
+				CHECK(ns == 1 && one[0].data == infos[k].first.data, "batch segments of event %zu", total);
+				IS(dshm_batch_segments(b, k, NULL, 0, &ns), DSHM_ERANGE);
+			}
+			IS(dshm_batch_segments(b, got, NULL, 0, &n), DSHM_EINVAL);
+			IS(dshm_batch_acknowledge(b, got), DSHM_EINVAL);
+			OK(dshm_batch_acknowledge(b, 0));
+			OK(dshm_batch_acknowledge(b, SIZE_MAX));
+			OK(dshm_batch_release(b));
+			IS(dshm_batch_release(b), DSHM_EHANDLE);
+			IS(dshm_batch_acknowledge(b, 0), DSHM_EHANDLE);
+			IS(dshm_event_release(b), DSHM_EHANDLE); // a batch is not an event
+		}
+		// Then the claimed event (64 bytes, its metadata, partition 0).
+		OK(dshm_batch_pull(c, 10000, 8, &b, infos, &got));
+		CHECK(got == 1 && infos[0].id == claimed_id && infos[0].data_size == 64 &&
+		          strcmp(infos[0].metadata, "{\"claimed\":true}") == 0 && infos[0].metadata_size == 16,
+		      "the claimed event in a batch: %zu events, id %llu, %s", got, (unsigned long long)infos[0].id,
+		      got ? infos[0].metadata : "");
+		OK(dshm_batch_acknowledge(b, SIZE_MAX));
+		OK(dshm_batch_release(b));
+		IS(dshm_batch_pull(c, 10, 8, &b, infos, &got), DSHM_ETIMEOUT);
+		CHECK(b == 0 && got == 0, "a pull that timed out leaves 0 and 0");
+		OK(dshm_consumer_close(c));
+		// Acknowledged as a whole: the name resumes after the last.
+		OK(dshm_consumer_open(t, name, modes[m], NULL, NULL, NULL, &c));
+		IS(dshm_batch_pull(c, 10, 8, &b, infos, &got), DSHM_ETIMEOUT);
+		OK(dshm_consumer_close(c));
+	}
+
 	// The end of the stream.
 	OK(dshm_producer_close(p));
 	OK(dshm_topic_mark_complete(t));

@@ -20,6 +20,7 @@ from diaspora_shm.api import (
     DataDescriptor,
     Driver,
     Event,
+    EventBatch,
     Exception,
     FullDataSelector,
     Ordering,
@@ -347,6 +348,82 @@ class TestConsumer(Base):
             c.pull()
         with self.assertRaises(Exception):
             self.topic.consumer("c", targets=[5])
+
+
+class TestBatches(Base):
+    """Consumer.batches: events without an Event object each."""
+
+    def test_batches_until_the_end(self):
+        self.produce(600, data=lambda i: bytes([i % 251]) * (i % 5 + 1))
+        self.topic.mark_as_complete()
+        c = self.topic.consumer("c", data_selector=FullDataSelector)
+        ids, sizes = [], 0
+        for b in c.batches(timeout_ms=10000, max_events=100):
+            self.assertIsInstance(b, EventBatch)
+            self.assertTrue(1 <= len(b) <= 100)
+            self.assertEqual(len(b.data), len(b))
+            for i, (eid, d) in enumerate(zip(b.event_ids, b.data)):
+                self.assertEqual(len(d), 1)
+                self.assertTrue(d[0].readonly)
+                self.assertEqual(bytes(d[0]), bytes([eid % 251]) * (eid % 5 + 1))
+                self.assertEqual(b.metadata(i), {"index": eid, "value": f"event_{eid}"})
+                sizes += len(d[0])
+            self.assertEqual(b.partition(-1)["id"], 0)
+            ids.extend(b.event_ids)
+        self.assertEqual(ids, list(range(600)))  # the end marker is not an event of a batch
+        self.assertEqual(sizes, sum(i % 5 + 1 for i in range(600)))
+
+    def test_acknowledge_a_batch_or_one_event(self):
+        self.produce(10, data=lambda i: b"z")
+        c = self.topic.consumer("c", data_selector=FullDataSelector)
+        b = next(c.batches(timeout_ms=10000, max_events=4))
+        self.assertEqual(b.event_ids, [0, 1, 2, 3])
+        b.acknowledge(1)
+        c.close()
+        c = self.topic.consumer("c", data_selector=FullDataSelector)
+        b = next(c.batches(timeout_ms=10000, max_events=20))
+        self.assertEqual(b.event_ids[0], 2)  # resumes after event 1
+        b.acknowledge()  # all of it
+        c.close()
+        c = self.topic.consumer("c", data_selector=FullDataSelector)
+        self.assertEqual(list(c.batches(timeout_ms=50)), [])
+        with self.assertRaises(IndexError):
+            b.metadata(len(b))
+        with self.assertRaises(Exception):
+            next(c.batches(max_events=0))
+
+    def test_default_consumer_and_selections_in_batches(self):
+        self.produce(5, data=lambda i: bytes(range(i, i + 16)))
+        self.topic.mark_as_complete()
+        copied = [d for b in self.topic.consumer("copy").batches(timeout_ms=10000) for d in b.data]
+        self.assertEqual([bytes(d[0]) for d in copied], [bytes(range(i, i + 16)) for i in range(5)])
+        self.assertFalse(copied[0][0].readonly)  # the default consumer's copy is its own
+        strided = self.topic.consumer("stride", data_selector=lambda md, d: d.make_stride_view(offset=1, num_blocks=2, block_size=2, gap_size=3))
+        got = [b"".join(bytes(v) for v in d) for b in strided.batches(timeout_ms=10000) for d in b.data]
+        self.assertEqual(got, [bytes([i + 1, i + 2, i + 6, i + 7]) for i in range(5)])
+        alloc = self.topic.consumer("alloc", data_selector=FullDataSelector, data_allocator=ByteArrayAllocator)
+        got = [d for b in alloc.batches(timeout_ms=10000) for d in b.data]
+        self.assertEqual(got, [[bytearray(range(i, i + 16))] for i in range(5)])
+
+    def test_views_keep_the_batch_and_nothing_else_does(self):
+        import weakref
+
+        self.produce(50, data=lambda i: b"y" * 100)
+        gc.disable()
+        try:
+            c = self.topic.consumer("c", data_selector=FullDataSelector)
+            b = next(c.batches(timeout_ms=10000))
+            views = [d[0] for d in b.data]
+            owner = weakref.ref(b._o)
+            del b
+            self.assertIsNotNone(owner())  # the views keep it
+            self.assertEqual(bytes(views[49]), b"y" * 100)
+            del views
+            self.assertIsNone(owner())  # no cycle: released by reference counting
+        finally:
+            gc.enable()
+        c.close()
+        self.driver.close()
 
 
 class TestDataDescriptor(unittest.TestCase):

@@ -1,0 +1,246 @@
+package main
+
+/*
+#include <stdlib.h>
+#include "internal.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"github.com/diaspora-shm/diaspora"
+)
+
+// cBatch is the events of one dshm_batch_pull under one handle: a pull of
+// many small events costs no handle, no Go object and no map entry per
+// event, which is what a caller in another language pays most for
+// (dshm_consumer_pull_batch makes all three).
+//
+// Its only memory per event is the events themselves: at millions of
+// events a second, what a pull allocates paces the garbage collector.
+type cBatch struct {
+	c      *cConsumer
+	evs    []diaspora.Event
+	arena  unsafe.Pointer  // C memory: each event's metadata NUL, and each partition's information NUL once
+	pinner *runtime.Pinner // nil unless some data is Go memory (read back from the log)
+	owned  bool            // data from mallocCopy, freed with the batch
+	mu     sync.Mutex      // against a release while another thread acknowledges
+	done   bool            // released
+}
+
+func newBatch(c *cConsumer, evs []diaspora.Event, infos []C.dshm_event_info) *cBatch {
+	b := &cBatch{c: c, evs: evs, owned: c.copies}
+	c.scratchMu.Lock()
+	defer c.scratchMu.Unlock()
+	// The partitions' information is the same text for every event of a
+	// partition: once per partition in the arena. Runs of one partition
+	// are the rule: the text is compared by address first.
+	type partText struct {
+		pi  []byte
+		off int
+		idx int // the partition's index
+	}
+	var parts []partText
+	if cap(c.mds) < len(evs) {
+		c.mds, c.partOf = make([][]byte, len(evs)), make([]int, len(evs))
+	}
+	mds, partOf := c.mds[:len(evs)], c.partOf[:len(evs)]
+	defer clear(mds) // no metadata kept alive by the scratch
+	total, last := 0, -1
+	for i, ev := range evs {
+		mds[i] = ev.Metadata().Bytes()
+		total += len(mds[i]) + 1
+		pi := ev.Partition().Metadata.Bytes()
+		if last >= 0 && unsafe.SliceData(parts[last].pi) == unsafe.SliceData(pi) && len(parts[last].pi) == len(pi) {
+			partOf[i] = last
+			continue
+		}
+		k := 0
+		for k < len(parts) && string(parts[k].pi) != string(pi) {
+			k++
+		}
+		if k == len(parts) {
+			parts = append(parts, partText{pi: pi, idx: c.partitionIndex(pi)})
+			total += len(pi) + 1
+		}
+		partOf[i], last = k, k
+	}
+	b.arena = C.malloc(C.size_t(total))
+	if b.arena == nil {
+		panic(fmt.Sprintf("out of C memory for %d bytes of metadata", total))
+	}
+	mem := unsafe.Slice((*byte)(b.arena), total)
+	off := 0
+	for k := range parts {
+		parts[k].off = off
+		off += copy(mem[off:], parts[k].pi)
+		mem[off] = 0
+		off++
+	}
+	for i, ev := range evs {
+		md := mds[i]
+		out := &infos[i]
+		out.id = C.uint64_t(ev.ID())
+		p := &parts[partOf[i]]
+		out.partition = C.size_t(p.idx)
+		out.partition_info = (*C.char)(unsafe.Pointer(&mem[p.off]))
+		out.metadata = (*C.char)(unsafe.Pointer(&mem[off]))
+		out.metadata_size = C.size_t(len(md))
+		off += copy(mem[off:], md)
+		mem[off] = 0
+		off++
+		d := ev.Data()
+		pin := false
+		if h, ok := ev.Interface().(interface{ DataOnGoHeap() bool }); ok {
+			pin = h.DataOnGoHeap()
+		} else {
+			pin = len(d) > 0
+		}
+		out.first = C.dshm_segment{}
+		size, nseg := 0, 0
+		for _, s := range d {
+			if len(s) == 0 {
+				continue
+			}
+			if pin {
+				if b.pinner == nil {
+					b.pinner = new(runtime.Pinner)
+				}
+				b.pinner.Pin(unsafe.SliceData(s))
+			}
+			if nseg == 0 {
+				out.first = C.dshm_segment{data: unsafe.Pointer(unsafe.SliceData(s)), size: C.size_t(len(s))}
+			}
+			size += len(s)
+			nseg++
+		}
+		out.data_size = C.size_t(size)
+		out.num_segments = C.size_t(nseg)
+	}
+	return b
+}
+
+// free gives back the C memory, the pins and the copies; the events' ring
+// space is released as their acknowledgements say.
+func (b *cBatch) free() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return
+	}
+	b.done = true
+	C.free(b.arena)
+	b.arena = nil
+	if b.pinner != nil {
+		b.pinner.Unpin()
+	}
+	if b.owned {
+		for _, ev := range b.evs {
+			if d := ev.Data(); len(d) > 0 && len(d[0]) > 0 {
+				C.free(unsafe.Pointer(unsafe.SliceData(d[0])))
+			}
+		}
+	}
+	b.evs = nil
+}
+
+// event returns event i of the batch, under b.mu.
+func (b *cBatch) event(i C.size_t, call string) (diaspora.Event, diaspora.DataView, error) {
+	if b.done {
+		return diaspora.Event{}, nil, errHandle{msg: call + ": the batch was released"}
+	}
+	if uint64(i) >= uint64(len(b.evs)) {
+		return diaspora.Event{}, nil, invalid("%s: event %d of a batch of %d", call, uint64(i), len(b.evs))
+	}
+	return b.evs[i], b.evs[i].Data(), nil
+}
+
+//export dshmgo_batch_pull
+func dshmgo_batch_pull(h C.dshm_consumer, ms C.int64_t, max C.size_t, out *C.dshm_batch,
+	infos *C.dshm_event_info, n *C.size_t) (st C.int) {
+	defer recoverPanic(&st)
+	c, err := lookup[*cConsumer](h, "consumer")
+	if err != nil {
+		return fail(err)
+	}
+	if n == nil || out == nil || infos == nil || max == 0 {
+		return fail(invalid("dshm_batch_pull: batch, infos or n is NULL, or max is 0"))
+	}
+	*n, *out = 0, 0
+	if uint64(max) > 1<<16 {
+		max = 1 << 16
+	}
+	evs, err := c.pullBatch(ms, int(max))
+	if err != nil {
+		return fail(err)
+	}
+	b := newBatch(c, evs, unsafe.Slice(infos, len(evs)))
+	*out = C.dshm_batch(newHandle(b))
+	*n = C.size_t(len(evs))
+	return C.DSHM_OK
+}
+
+//export dshmgo_batch_segments
+func dshmgo_batch_segments(h C.dshm_batch, i C.size_t, out *C.dshm_segment, cap C.size_t, n *C.size_t) (st C.int) {
+	defer recoverPanic(&st)
+	b, err := lookup[*cBatch](h, "batch")
+	if err != nil {
+		return fail(err)
+	}
+	if n == nil {
+		return fail(invalid("dshm_batch_segments: n is NULL"))
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, d, err := b.event(i, "dshm_batch_segments")
+	if err != nil {
+		return fail(err)
+	}
+	return writeSegments(d, out, cap, n, "dshm_batch_segments")
+}
+
+//export dshmgo_batch_acknowledge
+func dshmgo_batch_acknowledge(h C.dshm_batch, i C.size_t) (st C.int) {
+	defer recoverPanic(&st)
+	b, err := lookup[*cBatch](h, "batch")
+	if err != nil {
+		return fail(err)
+	}
+	b.mu.Lock()
+	if i == ^C.size_t(0) {
+		// The last event of each partition: the whole batch.
+		if b.done {
+			b.mu.Unlock()
+			return fail(errHandle{msg: "dshm_batch_acknowledge: the batch was released"})
+		}
+		var last []diaspora.Event
+		seen := map[int]bool{}
+		for k := len(b.evs) - 1; k >= 0; k-- {
+			ev := b.evs[k]
+			if ev.ID() == diaspora.NoMoreEvents {
+				continue
+			}
+			if p := b.c.partitionIndex(ev.Partition().Metadata.Bytes()); !seen[p] {
+				seen[p] = true
+				last = append(last, ev)
+			}
+		}
+		b.mu.Unlock()
+		for _, ev := range last {
+			if err := ev.Acknowledge(); err != nil {
+				return fail(err)
+			}
+		}
+		return C.DSHM_OK
+	}
+	ev, _, err := b.event(i, "dshm_batch_acknowledge")
+	b.mu.Unlock()
+	if err != nil {
+		return fail(err)
+	}
+	return failOr(ev.Acknowledge())
+}
