@@ -13,6 +13,7 @@ module diaspora_shm
   integer(c_int64_t), parameter :: DSHM_ANY_PARTITION = -1_c_int64_t
   integer(c_int64_t), parameter :: DSHM_FOREVER = -1_c_int64_t
   integer(c_int64_t), parameter :: DSHM_NO_MORE_EVENTS = -1_c_int64_t ! UINT64_MAX, read as signed
+  integer(c_size_t), parameter :: DSHM_WHOLE_BATCH = -1_c_size_t ! SIZE_MAX, for dshm_batch_acknowledge
 
   type, bind(c) :: dshm_segment
     type(c_ptr) :: data
@@ -161,6 +162,31 @@ module diaspora_shm
       import :: c_int, c_int64_t
       integer(c_int64_t), value :: ev
       integer(c_int) :: dshm_event_release
+    end function
+
+    ! Batches: many events under one handle (infos(1:n) describe them).
+    function dshm_batch_pull(c, timeout_ms, max, batch, infos, n) bind(c, name="dshm_batch_pull")
+      import :: c_int, c_int64_t, c_size_t, dshm_event_info
+      integer(c_int64_t), value :: c, timeout_ms
+      integer(c_size_t), value :: max
+      integer(c_int64_t), intent(out) :: batch
+      type(dshm_event_info), intent(out) :: infos(*)
+      integer(c_size_t), intent(out) :: n
+      integer(c_int) :: dshm_batch_pull
+    end function
+
+    ! i counts from 0; DSHM_WHOLE_BATCH acknowledges every event of it.
+    function dshm_batch_acknowledge(batch, i) bind(c, name="dshm_batch_acknowledge")
+      import :: c_int, c_int64_t, c_size_t
+      integer(c_int64_t), value :: batch
+      integer(c_size_t), value :: i
+      integer(c_int) :: dshm_batch_acknowledge
+    end function
+
+    function dshm_batch_release(batch) bind(c, name="dshm_batch_release")
+      import :: c_int, c_int64_t
+      integer(c_int64_t), value :: batch
+      integer(c_int) :: dshm_batch_release
     end function
   end interface
 

@@ -302,9 +302,12 @@ int dshm_batch_pull(dshm_consumer c, int64_t timeout_ms, size_t max, dshm_batch 
                     dshm_event_info *infos, size_t *n);
 /* Writes the data segments of event i of the batch, as dshm_event_segments. */
 int dshm_batch_segments(dshm_batch b, size_t i, dshm_segment *out, size_t cap, size_t *n);
+/* For dshm_batch_acknowledge: every event of the batch. */
+#define DSHM_WHOLE_BATCH SIZE_MAX
+
 /* Acknowledges event i of the batch (and every earlier one of its
- * partition); i = SIZE_MAX acknowledges the last event of each partition
- * in the batch, that is all of it. */
+ * partition); i = DSHM_WHOLE_BATCH acknowledges the last event of each
+ * partition in the batch, that is all of it. */
 int dshm_batch_acknowledge(dshm_batch b, size_t i);
 /* Frees the batch: its metadata, and its data when the consumer copies
  * ("data": "copy"). Zero-copy data stays readable until acknowledged, as

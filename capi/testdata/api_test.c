@@ -433,7 +433,7 @@ int main(int argc, char **argv) {
 			IS(dshm_batch_segments(b, got, NULL, 0, &n), DSHM_EINVAL);
 			IS(dshm_batch_acknowledge(b, got), DSHM_EINVAL);
 			OK(dshm_batch_acknowledge(b, 0));
-			OK(dshm_batch_acknowledge(b, SIZE_MAX));
+			OK(dshm_batch_acknowledge(b, DSHM_WHOLE_BATCH));
 			OK(dshm_batch_release(b));
 			IS(dshm_batch_release(b), DSHM_EHANDLE);
 			IS(dshm_batch_acknowledge(b, 0), DSHM_EHANDLE);
@@ -445,7 +445,7 @@ int main(int argc, char **argv) {
 		          strcmp(infos[0].metadata, "{\"claimed\":true}") == 0 && infos[0].metadata_size == 16,
 		      "the claimed event in a batch: %zu events, id %llu, %s", got, (unsigned long long)infos[0].id,
 		      got ? infos[0].metadata : "");
-		OK(dshm_batch_acknowledge(b, SIZE_MAX));
+		OK(dshm_batch_acknowledge(b, DSHM_WHOLE_BATCH));
 		OK(dshm_batch_release(b));
 		IS(dshm_batch_pull(c, 10, 8, &b, infos, &got), DSHM_ETIMEOUT);
 		CHECK(b == 0 && got == 0, "a pull that timed out leaves 0 and 0");

@@ -6,7 +6,7 @@ program fortran_test
   use, intrinsic :: iso_c_binding
   use diaspora_shm
   implicit none
-  integer(c_int64_t) :: d, t, p, c, ev
+  integer(c_int64_t) :: d, t, p, c, ev, b
   integer(c_int) :: rc
   integer :: i, k
   character(len=4096) :: root, shm
@@ -14,8 +14,9 @@ program fortran_test
   real(c_float), target :: frame(1000)
   real(c_float), pointer :: got(:)
   type(dshm_segment) :: seg(1), segs(4)
-  type(dshm_event_info) :: info
-  integer(c_size_t) :: nseg
+  type(dshm_event_info) :: info, infos(16)
+  integer(c_size_t) :: nseg, n, j
+  integer :: seen
 
   call get_command_argument(1, root)
   call get_command_argument(2, shm)
@@ -60,6 +61,25 @@ program fortran_test
     call check(dshm_event_release(ev), "release")
   end do
   call check(dshm_consumer_close(c), "close the consumer")
+
+  ! The same frames again, by batches of up to 16, under another name.
+  call check(dshm_consumer_open(t, "batches" // c_null_char, '{"data": "all"}' // c_null_char, &
+       c_null_funptr, c_null_funptr, c_null_ptr, c), "make the batch consumer")
+  seen = 0
+  do while (seen < 50)
+    call check(dshm_batch_pull(c, 30000_c_int64_t, 16_c_size_t, b, infos, n), "pull a batch")
+    do j = 1, n
+      call c_f_pointer(infos(j)%first%data, got, [1000])
+      if (infos(j)%id /= seen .or. got(1000) /= real(seen * 1000 + 1000, c_float)) then
+        print *, "batch event", seen, "has id", infos(j)%id, "and last value", got(1000)
+        stop 1
+      end if
+      seen = seen + 1
+    end do
+    call check(dshm_batch_acknowledge(b, DSHM_WHOLE_BATCH), "acknowledge the batch")
+    call check(dshm_batch_release(b), "release the batch")
+  end do
+  call check(dshm_consumer_close(c), "close the batch consumer")
   call check(dshm_topic_release(t), "release the topic")
   call check(dshm_driver_close(d), "close the driver")
   print '(a)', "ok"
