@@ -3,7 +3,13 @@ package diaspora
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/diaspora-shm/diaspora/internal/metabytes"
 )
+
+// The driver keeps checked metadata as bytes in events without pointers,
+// and wraps them again when asked.
+func init() { metabytes.Of = func(b []byte) Metadata { return Metadata{b: b} } }
 
 // MetadataOfShape wraps b, metadata a consumer reads from shared memory as
 // a serializer wrote it, after a check of its shape only: b is not empty,

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/diaspora-shm/diaspora"
 	"github.com/diaspora-shm/diaspora/ring"
@@ -35,6 +36,7 @@ type consumer struct {
 
 	plainMeta bool // the default serializer: metadata is its JSON text
 	fullSel   bool // the selector is diaspora.FullDataSelector: no call needed
+	inPlace   bool // events are in-place events (inplace.go) when they come from the ring
 
 	// Events and metadata copies are carved from blocks, to allocate per
 	// block rather than per event; an event the user keeps keeps its block.
@@ -93,6 +95,9 @@ type consumerPartition struct {
 	lock   io.Closer   // the ring's lock of the name: one cursor per name
 	pos    *segment.PositionMap
 	posErr error // why pos could not be opened for writing (a read-only root)
+	// in-place events are carved here (under c.mu)
+	inPlace   *inPlaceBlock
+	inPlaceAt int
 }
 
 // failedEntry is an event whose delivery (metadata, selector, allocator)
@@ -124,6 +129,7 @@ func (t *topicState) MakeConsumer(name string, batch diaspora.BatchSize, maxBatc
 		fullSel:   sel != nil && reflect.ValueOf(sel).Pointer() == reflect.ValueOf(diaspora.FullDataSelector).Pointer(),
 		perFill:   defaultPerFill,
 	}
+	c.inPlace = c.plainMeta && alloc == nil && (sel == nil || c.fullSel)
 	if batch > 0 {
 		c.perFill = min(int(batch), maxPerFill)
 	}
@@ -749,6 +755,9 @@ func (cp *consumerPartition) tryNext() (diaspora.Event, bool, error) {
 // again, and no space it holds is released meanwhile.
 func (cp *consumerPartition) deliver(id uint64, meta, data []byte, end uint64, fromLog bool) (diaspora.Event, error) {
 	c := cp.c
+	if c.inPlace && !fromLog && inPlaceFits(len(meta)) {
+		return cp.deliverInPlace(id, meta, data, end)
+	}
 	ev, err := cp.build(id, meta, data, fromLog)
 	if err != nil {
 		if !cp.redo.ok && fromLog {
@@ -765,6 +774,39 @@ func (cp *consumerPartition) deliver(id uint64, meta, data []byte, end uint64, f
 	// event (released with its batch); a zero-copy consumer frees space
 	// only on Acknowledge.
 	if !fromLog && !c.zeroCopy {
+		cp.relAt = end
+	}
+	return diaspora.NewEvent(ev), nil
+}
+
+// deliverInPlace is deliver for an in-place event (inplace.go): the
+// default serializer's metadata, and the data read in place or not at all.
+func (cp *consumerPartition) deliverInPlace(id uint64, meta, data []byte, end uint64) (diaspora.Event, error) {
+	c := cp.c
+	isEmpty := len(meta) == 2 && meta[0] == '{' && meta[1] == '}'
+	mdLen := len(meta)
+	if isEmpty {
+		mdLen = 0
+	}
+	ev := cp.newInPlace(mdLen)
+	ev.mdLen = uint32(mdLen)
+	// Copied, then checked: the ring's bytes may change under a check.
+	if mdLen > 0 {
+		copy(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(ev), inPlaceSize)), mdLen), meta)
+	}
+	if _, err := diaspora.MetadataOfShape(ev.metaBytes()); err != nil {
+		cp.inPlaceAt = int(ev.off) // the carved room is not used
+		cp.redo = failedEntry{ok: true, id: id, end: end, meta: meta, data: data}
+		return diaspora.Event{}, fmt.Errorf("consumer %q of %s: event %d: %w (the event is not skipped: the next Pull delivers it again)", c.name, cp.part, id, err)
+	}
+	ev.id, ev.end = id, end
+	ev.data, ev.dataLen, ev.dataCap = 0, 0, 0
+	if c.sel != nil {
+		ev.setData(data)
+	}
+	cp.redo = failedEntry{}
+	cp.want = id + 1
+	if !c.zeroCopy {
 		cp.relAt = end
 	}
 	return diaspora.NewEvent(ev), nil
