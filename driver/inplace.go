@@ -50,7 +50,11 @@ var metadataOf = metabytes.Of.(func([]byte) diaspora.Metadata)
 func (cp *consumerPartition) newInPlace(mdLen int) *inPlaceEvent {
 	need := inPlaceSize + (mdLen+7)&^7
 	if cp.inPlace == nil || cp.inPlaceAt+need > inPlaceRoom {
-		cp.inPlace, cp.inPlaceAt = &inPlaceBlock{cp: cp}, 0
+		// new, then the one pointer: a composite literal would clear all
+		// 16 KiB again through the write barrier's bulk path.
+		b := new(inPlaceBlock)
+		b.cp = cp
+		cp.inPlace, cp.inPlaceAt = b, 0
 	}
 	e := (*inPlaceEvent)(unsafe.Pointer(&cp.inPlace.room[cp.inPlaceAt]))
 	e.off = uint32(cp.inPlaceAt)
