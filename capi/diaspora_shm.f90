@@ -175,7 +175,17 @@ module diaspora_shm
       integer(c_int) :: dshm_batch_pull
     end function
 
-    ! i counts from 0; DSHM_WHOLE_BATCH acknowledges every event of it.
+    ! i counts from 0, as in every dshm_batch_* call.
+    function dshm_batch_segments(batch, i, out, cap, n) bind(c, name="dshm_batch_segments")
+      import :: c_int, c_int64_t, c_size_t, dshm_segment
+      integer(c_int64_t), value :: batch
+      integer(c_size_t), value :: i, cap
+      type(dshm_segment), intent(out) :: out(*)
+      integer(c_size_t), intent(out) :: n
+      integer(c_int) :: dshm_batch_segments
+    end function
+
+    ! DSHM_WHOLE_BATCH acknowledges every event of the batch.
     function dshm_batch_acknowledge(batch, i) bind(c, name="dshm_batch_acknowledge")
       import :: c_int, c_int64_t, c_size_t
       integer(c_int64_t), value :: batch

@@ -783,9 +783,15 @@ func (cp *consumerPartition) deliver(id uint64, meta, data []byte, end uint64, f
 // default serializer's metadata, and the data read in place or not at all.
 func (cp *consumerPartition) deliverInPlace(id uint64, meta, data []byte, end uint64) (diaspora.Event, error) {
 	c := cp.c
-	isEmpty := len(meta) == 2 && meta[0] == '{' && meta[1] == '}'
+	if len(meta) == 0 {
+		// Not {} (which is kept as no bytes): no metadata at all, refused
+		// as the shape check refuses it.
+		_, err := diaspora.MetadataOfShape(meta)
+		cp.redo = failedEntry{ok: true, id: id, end: end, meta: meta, data: data}
+		return diaspora.Event{}, fmt.Errorf("consumer %q of %s: event %d: %w (the event is not skipped: the next Pull delivers it again)", c.name, cp.part, id, err)
+	}
 	mdLen := len(meta)
-	if isEmpty {
+	if len(meta) == 2 && meta[0] == '{' && meta[1] == '}' {
 		mdLen = 0
 	}
 	ev := cp.newInPlace(mdLen)

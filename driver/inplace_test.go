@@ -149,3 +149,48 @@ func TestDamagedMetadataInTheRingIsAnErrorNotASkip(t *testing.T) {
 		c.Close()
 	}
 }
+
+// A record with no metadata at all (not even {}, which in-place events
+// keep as no bytes) is refused as damaged metadata, by every kind of
+// consumer: it was delivered as {} by the first version of in-place events.
+func TestEmptyMetadataInTheRingIsAnError(t *testing.T) {
+	d, opts := newDriver(t)
+	th := createTopic(t, d, "t", `{"durability":"none","ring_size":"1MiB"}`)
+	p, _ := th.Producer("p")
+	if _, err := p.Push(diaspora.MustMetadata(`{"ok":0}`), diaspora.DataView{[]byte("zero")}).Wait(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	paths := ringPaths(t, opts)
+	r, err := ring.Open(filepath.Dir(paths[0]), filepath.Base(paths[0]), shm.Trust{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var cl ring.Claim
+	if err := r.Claim(&cl, []ring.RecordSize{{Meta: 0, Data: 4}}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	copy(cl.Data(0), "data")
+	if err := cl.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	alloc := diaspora.DataAllocator(func(_ diaspora.Metadata, d diaspora.DataDescriptor) (diaspora.DataView, error) {
+		return diaspora.DataView{make([]byte, d.Size())}, nil
+	})
+	for i, args := range [][]diaspora.Arg{nil, {diaspora.FullDataSelector}, {diaspora.FullDataSelector, alloc}} {
+		c, err := th.Consumer(fmt.Sprintf("c%d", i), args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev, err := c.Pull().Wait(time.Second); err != nil || ev.ID() != 0 {
+			t.Fatalf("consumer %d: first pull %v, %v", i, ev.ID(), err)
+		}
+		for range 2 {
+			ev, err := c.Pull().Wait(time.Second)
+			if err == nil || !strings.Contains(err.Error(), "event 1") || !strings.Contains(err.Error(), "0 bytes") {
+				t.Fatalf("consumer %d: the record with no metadata: %s, %v; want an error naming event 1", i, ev.Metadata(), err)
+			}
+		}
+		c.Close()
+	}
+}

@@ -16,7 +16,10 @@ type Batch struct {
 	sizes  []RecordSize
 	mark   int    // start of the record begun last
 	maxRec uint64 // the longest record's recLen (32 + metadata + data)
-	ended  int    // bytes of the ended records: len(buf) unless a Begin is open
+	// total is the ring bytes of the records in sizes: len(buf) unless
+	// the batch was misused (a Begin left open, a Cancel after End, two
+	// DropLasts), which WriteBatch then refuses.
+	total int
 }
 
 var zeroHeader [RecHeaderSize + RecordAlign]byte
@@ -32,7 +35,7 @@ func (b *Batch) Len() int { return len(b.sizes) }
 func (b *Batch) Bytes() int { return len(b.buf) }
 
 // Reset empties the batch, keeping its memory.
-func (b *Batch) Reset() { b.buf, b.sizes, b.maxRec, b.ended = b.buf[:0], b.sizes[:0], 0, 0 }
+func (b *Batch) Reset() { b.buf, b.sizes, b.maxRec, b.total = b.buf[:0], b.sizes[:0], 0, 0 }
 
 // Begin starts a record. Append the record's metadata and then its data to
 // the returned slice, and pass the result to End (or call Cancel).
@@ -61,7 +64,7 @@ func (b *Batch) End(buf []byte, metaLen int) error {
 	le.PutUint64(buf[b.mark+RecOffWord1:], align16(recLen)|recLen<<32)
 	le.PutUint32(buf[b.mark+RecOffMetaLen:], uint32(metaLen))
 	b.buf = buf
-	b.ended = len(buf)
+	b.total += int(align16(recLen))
 	b.maxRec = max(b.maxRec, recLen)
 	b.sizes = append(b.sizes, RecordSize{Meta: metaLen, Data: body - metaLen})
 	return nil
@@ -73,9 +76,10 @@ func (b *Batch) Cancel() { b.buf = b.buf[:b.mark] }
 // DropLast drops the record ended last.
 func (b *Batch) DropLast() {
 	if len(b.sizes) > 0 {
+		last := b.sizes[len(b.sizes)-1]
 		b.sizes = b.sizes[:len(b.sizes)-1]
 		b.buf = b.buf[:b.mark]
-		b.ended = b.mark
+		b.total -= int(align16(uint64(RecHeaderSize + last.Meta + last.Data)))
 		b.maxRec = 0
 		for _, s := range b.sizes {
 			b.maxRec = max(b.maxRec, uint64(RecHeaderSize+s.Meta+s.Data))
@@ -99,8 +103,8 @@ func (r *Ring) WriteBatch(b *Batch, timeout time.Duration, claimed func(lastID u
 			return 0, 0, err
 		}
 	}
-	if b.ended != len(b.buf) {
-		return 0, 0, fmt.Errorf("ring: batch of %d bytes holds records of %d (a record begun and not ended)", len(b.buf), b.ended)
+	if b.total != len(b.buf) {
+		return 0, 0, fmt.Errorf("ring: batch of %d bytes holds records of %d (a record begun and not ended, or dropped without its bytes)", len(b.buf), b.total)
 	}
 	pos, id, err := r.claimSpace(L, uint64(len(b.sizes)), timeout)
 	if err != nil {

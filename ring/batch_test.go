@@ -175,6 +175,43 @@ func TestWriteBatchChecksWhatEndDidNot(t *testing.T) {
 	}
 }
 
+// A batch misused so that its sizes and its bytes disagree (two DropLasts,
+// a DropLast or a Cancel after an End) is refused before anything is
+// claimed: one record's IDs over two records' bytes would leave readers at
+// a header nobody writes.
+func TestWriteBatchRefusesSizesThatDisagreeWithItsBytes(t *testing.T) {
+	r := newTestRing(t, Options{Capacity: 64 << 10})
+	for name, misuse := range map[string]func(b *Batch){
+		"DropLast twice": func(b *Batch) {
+			for _, n := range []int{100, 200, 300} {
+				appendRecord(t, b, []byte("{}"), make([]byte, n))
+			}
+			b.DropLast()
+			b.DropLast()
+		},
+		"DropLast with a Begin open": func(b *Batch) {
+			appendRecord(t, b, []byte("{}"), make([]byte, 100))
+			appendRecord(t, b, []byte("{}"), make([]byte, 200))
+			b.Begin()
+			b.DropLast()
+		},
+		"Cancel after End": func(b *Batch) {
+			appendRecord(t, b, []byte("{}"), make([]byte, 300))
+			b.Cancel()
+			appendRecord(t, b, []byte("{}"), make([]byte, 100))
+		},
+	} {
+		var b Batch
+		misuse(&b)
+		if _, _, err := r.WriteBatch(&b, time.Second, nil); err == nil || !strings.Contains(err.Error(), "holds records of") {
+			t.Errorf("%s: WriteBatch gave %v, want a refusal", name, err)
+		}
+	}
+	if tail, id := load16(r.hdr, OffTailPos); tail != 0 || id != r.firstID {
+		t.Fatalf("refused batches claimed space: tail %d, next ID %d", tail, id)
+	}
+}
+
 // A producer process killed between the copy and the commit of a batch:
 // readers wait while it lives, then skip its whole batch as padding (its
 // 20 IDs are lost, never reused) and read what was written after it.

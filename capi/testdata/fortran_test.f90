@@ -69,6 +69,11 @@ program fortran_test
   do while (seen < 50)
     call check(dshm_batch_pull(c, 30000_c_int64_t, 16_c_size_t, b, infos, n), "pull a batch")
     do j = 1, n
+      call check(dshm_batch_segments(b, j - 1, segs, 4_c_size_t, nseg), "batch segments")
+      if (nseg /= 1 .or. .not. c_associated(segs(1)%data, infos(j)%first%data)) then
+        print *, "batch event", seen, "has", nseg, "segments"
+        stop 1
+      end if
       call c_f_pointer(infos(j)%first%data, got, [1000])
       if (infos(j)%id /= seen .or. got(1000) /= real(seen * 1000 + 1000, c_float)) then
         print *, "batch event", seen, "has id", infos(j)%id, "and last value", got(1000)

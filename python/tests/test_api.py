@@ -405,6 +405,18 @@ class TestBatches(Base):
         got = [d for b in alloc.batches(timeout_ms=10000) for d in b.data]
         self.assertEqual(got, [[bytearray(range(i, i + 16))] for i in range(5)])
 
+    def test_readme_loop_with_events_without_data(self):
+        self.produce(6, data=lambda i: b"" if i % 3 == 0 else b"x" * i)
+        self.topic.mark_as_complete()
+        consumer = self.topic.consumer("c", data_selector=FullDataSelector)
+        total = 0
+        for batch in consumer.batches(timeout_ms=1000):
+            for buffers in batch.data:  # per event, as Event.data: [] when it has no data
+                for view in buffers:
+                    total += len(view)
+            batch.acknowledge()
+        self.assertEqual(total, 1 + 2 + 4 + 5)
+
     def test_views_keep_the_batch_and_nothing_else_does(self):
         import weakref
 
