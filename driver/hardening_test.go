@@ -531,9 +531,17 @@ func TestStrandedStageIsWrittenByLinger(t *testing.T) {
 			t.Fatalf("event %d has ID %d", i, ev.ID())
 		}
 	}
+	// The writer completes a batch's futures just after its commit, so a
+	// consumer may see the events first: the futures complete soon after,
+	// with nobody waiting on them (under load this took longer than the
+	// consumer's reads, and the check failed when it was immediate).
+	deadline := time.Now().Add(10 * time.Second)
 	for i, f := range futs {
-		if !f.Completed() {
-			t.Fatalf("future %d not completed after its event arrived", i)
+		for !f.Completed() {
+			if time.Now().After(deadline) {
+				t.Fatalf("future %d not completed 10 s after its event arrived", i)
+			}
+			time.Sleep(time.Millisecond)
 		}
 	}
 }

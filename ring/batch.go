@@ -41,7 +41,14 @@ func (b *Batch) Reset() { b.buf, b.sizes, b.maxRec, b.total = b.buf[:0], b.sizes
 // the returned slice, and pass the result to End (or call Cancel).
 func (b *Batch) Begin() []byte {
 	b.mark = len(b.buf)
-	b.buf = append(b.buf, zeroHeader[:RecHeaderSize]...)
+	if cap(b.buf)-len(b.buf) >= RecHeaderSize {
+		// Every byte of the header is written before the batch is copied
+		// (End: the lengths; WriteBatch: the ID, the pid and the tag), so
+		// reused room needs no clearing.
+		b.buf = b.buf[:len(b.buf)+RecHeaderSize]
+	} else {
+		b.buf = append(b.buf, zeroHeader[:RecHeaderSize]...)
+	}
 	return b.buf
 }
 
