@@ -94,32 +94,7 @@ func newBatch(c *cConsumer, evs []diaspora.Event, infos []C.dshm_event_info) *cB
 		mem[off] = 0
 		off++
 		d := ev.Data()
-		pin := false
-		if h, ok := ev.Interface().(interface{ DataOnGoHeap() bool }); ok {
-			pin = h.DataOnGoHeap()
-		} else {
-			pin = len(d) > 0
-		}
-		out.first = C.dshm_segment{}
-		size, nseg := 0, 0
-		for _, s := range d {
-			if len(s) == 0 {
-				continue
-			}
-			if pin {
-				if b.pinner == nil {
-					b.pinner = new(runtime.Pinner)
-				}
-				b.pinner.Pin(unsafe.SliceData(s))
-			}
-			if nseg == 0 {
-				out.first = C.dshm_segment{data: unsafe.Pointer(unsafe.SliceData(s)), size: C.size_t(len(s))}
-			}
-			size += len(s)
-			nseg++
-		}
-		out.data_size = C.size_t(size)
-		out.num_segments = C.size_t(nseg)
+		fillData(out, d, pinData(ev, d, &b.pinner))
 	}
 	return b
 }
@@ -140,9 +115,7 @@ func (b *cBatch) free() {
 	}
 	if b.owned {
 		for _, ev := range b.evs {
-			if d := ev.Data(); len(d) > 0 && len(d[0]) > 0 {
-				C.free(unsafe.Pointer(unsafe.SliceData(d[0])))
-			}
+			freeCopy(ev.Data())
 		}
 	}
 	b.evs = nil

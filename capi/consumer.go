@@ -400,24 +400,7 @@ func (c *cConsumer) newEvents(evs []diaspora.Event) []*cEvent {
 		off += copy(mem[off:], pi)
 		mem[off] = 0
 		off++
-		// Data in the ring or in C memory may be kept by C as it is; Go
-		// heap memory (an event read back from the log) is pinned while
-		// the handle lives. A Pinner costs a finalizer: only when needed.
-		pin := true
-		if h, ok := ev.Interface().(interface{ DataOnGoHeap() bool }); ok {
-			pin = h.DataOnGoHeap()
-		}
-		for _, s := range e.data {
-			if len(s) > 0 {
-				if pin {
-					if e.pinner == nil {
-						e.pinner = new(runtime.Pinner)
-					}
-					e.pinner.Pin(unsafe.SliceData(s))
-				}
-				e.size += len(s)
-			}
-		}
+		e.size = pinData(ev, e.data, &e.pinner)
 		out[i] = e
 	}
 	return out
@@ -459,6 +442,57 @@ func (c *cConsumer) partitionIndex(pi []byte) int {
 	return i
 }
 
+// pinData pins the segments of d (the data of ev) in *p, made when first
+// needed, if they are Go heap memory, and returns their total size. Data
+// in the ring or in C memory may be kept by C as it is; Go heap memory (an
+// event read back from the log) is pinned while C holds it. A Pinner costs
+// a finalizer: only when needed.
+func pinData(ev diaspora.Event, d diaspora.DataView, p **runtime.Pinner) int {
+	pin := true
+	if h, ok := ev.Interface().(interface{ DataOnGoHeap() bool }); ok {
+		pin = h.DataOnGoHeap()
+	}
+	size := 0
+	for _, s := range d {
+		if len(s) == 0 {
+			continue
+		}
+		if pin {
+			if *p == nil {
+				*p = new(runtime.Pinner)
+			}
+			(*p).Pin(unsafe.SliceData(s))
+		}
+		size += len(s)
+	}
+	return size
+}
+
+// fillData writes what out says of data d: its size, its segments' count
+// and the first of them.
+func fillData(out *C.dshm_event_info, d diaspora.DataView, size int) {
+	out.data_size = C.size_t(size)
+	out.first = C.dshm_segment{}
+	n := 0
+	for _, s := range d {
+		if len(s) > 0 {
+			if n == 0 {
+				out.first = C.dshm_segment{data: unsafe.Pointer(unsafe.SliceData(s)), size: C.size_t(len(s))}
+			}
+			n++
+		}
+	}
+	out.num_segments = C.size_t(n)
+}
+
+// freeCopy frees the data of an event of a "copy" consumer: one C buffer
+// from mallocCopy.
+func freeCopy(d diaspora.DataView) {
+	if len(d) > 0 && len(d[0]) > 0 {
+		C.free(unsafe.Pointer(unsafe.SliceData(d[0])))
+	}
+}
+
 func (e *cEvent) free() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -471,8 +505,8 @@ func (e *cEvent) free() {
 	if e.pinner != nil {
 		e.pinner.Unpin()
 	}
-	if e.owned && len(e.data) > 0 && len(e.data[0]) > 0 {
-		C.free(unsafe.Pointer(unsafe.SliceData(e.data[0])))
+	if e.owned {
+		freeCopy(e.data)
 	}
 	e.data = nil
 }
@@ -502,18 +536,7 @@ func (e *cEvent) fill(out *C.dshm_event_info) {
 	out.metadata = (*C.char)(e.md)
 	out.metadata_size = C.size_t(e.mdLen)
 	out.partition_info = (*C.char)(unsafe.Add(e.md, e.mdLen+1))
-	out.data_size = C.size_t(e.size)
-	out.first = C.dshm_segment{}
-	n := 0
-	for _, s := range e.data {
-		if len(s) > 0 {
-			if n == 0 {
-				out.first = C.dshm_segment{data: unsafe.Pointer(unsafe.SliceData(s)), size: C.size_t(len(s))}
-			}
-			n++
-		}
-	}
-	out.num_segments = C.size_t(n)
+	fillData(out, e.data, e.size)
 }
 
 //export dshmgo_consumer_pull_batch

@@ -764,8 +764,7 @@ func (cp *consumerPartition) deliver(id uint64, meta, data []byte, end uint64, f
 			// The log reader reuses its buffer.
 			meta, data = bytes.Clone(meta), bytes.Clone(data)
 		}
-		cp.redo = failedEntry{ok: true, id: id, end: end, meta: meta, data: data, fromLog: fromLog}
-		return diaspora.Event{}, fmt.Errorf("consumer %q of %s: event %d: %w (the event is not skipped: the next Pull delivers it again)", c.name, cp.part, id, err)
+		return diaspora.Event{}, cp.failed(failedEntry{ok: true, id: id, end: end, meta: meta, data: data, fromLog: fromLog}, err)
 	}
 	cp.redo = failedEntry{}
 	cp.want = id + 1
@@ -779,6 +778,13 @@ func (cp *consumerPartition) deliver(id uint64, meta, data []byte, end uint64, f
 	return diaspora.NewEvent(ev), nil
 }
 
+// failed keeps the event whose delivery failed as the partition's next,
+// for the next Pull, and says so.
+func (cp *consumerPartition) failed(redo failedEntry, err error) error {
+	cp.redo = redo
+	return fmt.Errorf("consumer %q of %s: event %d: %w (the event is not skipped: the next Pull delivers it again)", cp.c.name, cp.part, redo.id, err)
+}
+
 // deliverInPlace is deliver for an in-place event (inplace.go): the
 // default serializer's metadata, and the data read in place or not at all.
 func (cp *consumerPartition) deliverInPlace(id uint64, meta, data []byte, end uint64) (diaspora.Event, error) {
@@ -787,25 +793,21 @@ func (cp *consumerPartition) deliverInPlace(id uint64, meta, data []byte, end ui
 		// Not {} (which is kept as no bytes): no metadata at all, refused
 		// as the shape check refuses it.
 		_, err := diaspora.MetadataOfShape(meta)
-		cp.redo = failedEntry{ok: true, id: id, end: end, meta: meta, data: data}
-		return diaspora.Event{}, fmt.Errorf("consumer %q of %s: event %d: %w (the event is not skipped: the next Pull delivers it again)", c.name, cp.part, id, err)
+		return diaspora.Event{}, cp.failed(failedEntry{ok: true, id: id, end: end, meta: meta, data: data}, err)
 	}
 	mdLen := len(meta)
-	if len(meta) == 2 && meta[0] == '{' && meta[1] == '}' {
+	if isEmptyObject(meta) {
 		mdLen = 0
 	}
 	ev := cp.newInPlace(mdLen)
 	ev.mdLen = uint32(mdLen)
-	// Copied, then checked: the ring's bytes may change under a check.
 	if mdLen > 0 {
+		// Copied, then checked: the ring's bytes may change under a check.
 		copy(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(ev), inPlaceSize)), mdLen), meta)
-	}
-	if mdLen == 0 {
-		// {}: nothing to check
-	} else if _, err := diaspora.MetadataOfShape(ev.metaBytes()); err != nil {
-		cp.inPlaceAt = int(ev.off) // the carved room is not used
-		cp.redo = failedEntry{ok: true, id: id, end: end, meta: meta, data: data}
-		return diaspora.Event{}, fmt.Errorf("consumer %q of %s: event %d: %w (the event is not skipped: the next Pull delivers it again)", c.name, cp.part, id, err)
+		if _, err := diaspora.MetadataOfShape(ev.metaBytes()); err != nil {
+			cp.inPlaceAt = int(ev.off) // the carved room is not used
+			return diaspora.Event{}, cp.failed(failedEntry{ok: true, id: id, end: end, meta: meta, data: data}, err)
+		}
 	}
 	ev.id, ev.end = id, end
 	ev.data, ev.dataLen, ev.dataCap = 0, 0, 0
@@ -965,9 +967,11 @@ func (c *consumer) newEvent() *event {
 // is read-only).
 var emptyMeta = []byte("{}")
 
+func isEmptyObject(b []byte) bool { return len(b) == 2 && b[0] == '{' && b[1] == '}' }
+
 // copyMeta copies metadata out of the ring: the ring space is reused.
 func (c *consumer) copyMeta(b []byte) []byte {
-	if len(b) == 2 && b[0] == '{' && b[1] == '}' {
+	if isEmptyObject(b) {
 		return emptyMeta // the commonest metadata: shared, as Metadata{} shares it
 	}
 	if len(b) > metaArenaMost {
