@@ -237,6 +237,108 @@ int main(int argc, char **argv) {
 		OK(dshm_topic_release(tm));
 	}
 
+	// The library reuses a call's memory (the pushes' metadata and segment
+	// lists) once its pushes completed. A thread pool's producer reads them
+	// after the calls returned: every event must arrive whole, from calls
+	// of several pushes and single pushes, tracked or not, interleaved.
+	{
+		enum { R = 3000, RS = 24, CALL = 7 };
+		static unsigned char rdata[R][RS];
+		static char rmd[R][32];
+		static dshm_future rf[R];
+		static unsigned char seen[R];
+		size_t nf = 0;
+		dshm_topic tr = 0;
+		dshm_producer pr = 0;
+		dshm_thread_pool pool = 0;
+		OK(dshm_topic_create(d, "recycled", NULL, NULL, NULL, NULL));
+		OK(dshm_topic_open(d, "recycled", &tr));
+		OK(dshm_driver_make_thread_pool(d, 2, &pool));
+		char pargs[128];
+		snprintf(pargs, sizeof pargs, "{\"thread_pool\": %llu}", (unsigned long long)pool);
+		OK(dshm_producer_open(tr, "recycler", pargs, &pr));
+		dshm_push calls[CALL];
+		dshm_segment csegs[CALL][2];
+		size_t queued = 0, calls_made = 0;
+		for (int i = 0; i < R; i++) {
+			fill(rdata[i], RS, (unsigned)i * 7919u);
+			int mdlen = snprintf(rmd[i], sizeof rmd[i], "{\"r\": %d}", i);
+			if (i % 10 < 7) {
+				csegs[queued][0] = (dshm_segment){rdata[i], 10};
+				csegs[queued][1] = (dshm_segment){rdata[i] + 10, RS - 10};
+				calls[queued] = (dshm_push){rmd[i], (size_t)mdlen, csegs[queued], 2, DSHM_ANY_PARTITION};
+				if (++queued < CALL && i % 10 != 6) continue;
+				int tracked = calls_made++ % 3 == 0;
+				OK(dshm_producer_push_many(pr, calls, queued, tracked ? rf + nf : NULL, NULL));
+				if (tracked) nf += queued;
+				queued = 0;
+				continue;
+			}
+			dshm_segment one = {rdata[i], RS};
+			OK(dshm_producer_push(pr, rmd[i], (size_t)mdlen, &one, 1, DSHM_ANY_PARTITION, i % 10 == 9 ? &rf[nf++] : NULL));
+		}
+		OK(dshm_producer_flush(pr, 10000));
+		for (size_t k = 0; k < nf; k++) {
+			OK(dshm_future_wait_id(rf[k], 10000, NULL));
+			OK(dshm_future_release(rf[k]));
+		}
+		dshm_consumer cr = 0;
+		OK(dshm_consumer_open(tr, "recycled-reader", "{\"data\": \"all\"}", NULL, NULL, NULL, &cr));
+		int whole = 0;
+		for (int k = 0; k < R; k++) {
+			dshm_event ev = 0;
+			OK(dshm_consumer_pull(cr, 10000, &ev));
+			dshm_event_info info;
+			OK(dshm_event_get_info(ev, &info));
+			int r = -1;
+			if (sscanf(info.metadata, "{\"r\":%d}", &r) == 1 && r >= 0 && r < R && !seen[r]) {
+				seen[r] = 1;
+				dshm_segment segs[2];
+				size_t n = 0, off = 0;
+				OK(dshm_event_segments(ev, segs, 2, &n));
+				int same = 1;
+				for (size_t j = 0; j < n; j++) {
+					same &= off + segs[j].size <= RS && memcmp(segs[j].data, rdata[r] + off, segs[j].size) == 0;
+					off += segs[j].size;
+				}
+				whole += same && off == RS;
+			} else {
+				CHECK(0, "event %d: metadata %s is no push's, or a second time", k, info.metadata);
+			}
+			OK(dshm_event_release(ev));
+		}
+		CHECK(whole == R, "%d of %d events arrived whole", whole, R);
+		OK(dshm_consumer_close(cr));
+		OK(dshm_producer_close(pr));
+		OK(dshm_thread_pool_release(pool));
+		OK(dshm_topic_release(tr));
+	}
+
+	// Untracked failures spread over many calls, several pushes a call and
+	// one, are each counted once by the flush after them.
+	{
+		dshm_producer pf = 0;
+		OK(dshm_producer_open(tc, "counted", NULL, &pf));
+		dshm_push calls[7];
+		size_t queued = 0;
+		for (int i = 0; i < 280; i++) {
+			calls[queued++] = i % 10 == 3 ? (dshm_push){"{\"nostep\": 1}", 13, NULL, 0, DSHM_ANY_PARTITION}
+			                             : (dshm_push){"{\"step\": 1}", 11, NULL, 0, DSHM_ANY_PARTITION};
+			if (queued == 7) {
+				OK(dshm_producer_push_many(pf, calls, queued, NULL, NULL));
+				queued = 0;
+			}
+		}
+		for (int i = 0; i < 300; i++) {
+			if (i % 5 == 0) OK(dshm_producer_push(pf, "{\"nostep\": 2}", 13, NULL, 0, DSHM_ANY_PARTITION, NULL));
+			else OK(dshm_producer_push(pf, "{\"step\": 2}", 11, NULL, 0, DSHM_ANY_PARTITION, NULL));
+		}
+		IS(dshm_producer_flush(pf, 10000), DSHM_EINVALID);
+		SAYS("88 untracked push(es) failed");
+		OK(dshm_producer_flush(pf, 10000));
+		OK(dshm_producer_close(pf));
+	}
+
 	// Zero-copy produce.
 	dshm_claim cl = 0;
 	void *where = NULL;
