@@ -32,6 +32,7 @@ type langOptions struct {
 	Frames    int // 16 MiB frames
 	FrameSize string
 	Python    string
+	Only      string
 }
 
 type langRun struct {
@@ -52,6 +53,7 @@ func langCmd(args []string) error {
 	fs.IntVar(&o.PyEvents, "py-events", 300_000, "64 B events of the Python cases")
 	fs.IntVar(&o.Frames, "frames", 100, "frames of the large-event cases")
 	fs.StringVar(&o.FrameSize, "frame-size", "16MiB", "size of a frame")
+	fs.StringVar(&o.Only, "only", "", "run only the cases whose names contain this (and their baselines)")
 	py := "python3"
 	if _, err := os.Stat("/usr/bin/python3"); err == nil {
 		py = "/usr/bin/python3" // Debian's, with numpy from apt
@@ -131,7 +133,7 @@ func (r *langRun) cases() ([]langCase, error) {
 		return nil, err
 	}
 	n, pn, fn := r.opt.Events, r.opt.PyEvents, r.opt.Frames
-	return []langCase{
+	all := []langCase{
 		{Name: "64 B: Go producer → Go consumer", Size: 64, N: n, Warm: n / 10, Ring: "64MiB", run: goToGo},
 		{Name: "64 B: C producer → Go consumer", Baseline: "64 B: Go producer → Go consumer", Size: 64, N: n, Warm: n / 10, Ring: "64MiB", run: cToGo},
 		{Name: "64 B: C producer, push_many → Go consumer", Baseline: "64 B: Go producer → Go consumer", Size: 64, N: n, Warm: n / 10, Ring: "64MiB", run: cManyToGo},
@@ -141,7 +143,26 @@ func (r *langRun) cases() ([]langCase, error) {
 		// A zero-copy consumer of frames acknowledges each: 16 of them fill the ring.
 		{Name: "frames: Go producer → Go consumer", Size: int(frame), N: fn, Warm: max(fn/10, 2), Ring: "256MiB", AckEvery: 1, run: goToGo},
 		{Name: "frames: Go producer → Python into numpy", Baseline: "frames: Go producer → Go consumer", Size: int(frame), N: fn, Warm: max(fn/10, 2), Ring: "256MiB", AckEvery: 1, run: goToPy},
-	}, nil
+	}
+	if r.opt.Only == "" {
+		return all, nil
+	}
+	keep := map[string]bool{}
+	for _, c := range all {
+		if strings.Contains(c.Name, r.opt.Only) {
+			keep[c.Name], keep[c.Baseline] = true, true
+		}
+	}
+	var cases []langCase
+	for _, c := range all {
+		if keep[c.Name] {
+			cases = append(cases, c)
+		}
+	}
+	if len(cases) == 0 {
+		return nil, fmt.Errorf("--only %q: no case has it in its name", r.opt.Only)
+	}
+	return cases, nil
 }
 
 type langResult struct {
@@ -195,7 +216,11 @@ func (r *langRun) run() error {
 	}
 	fmt.Println("\ntargets:")
 	target := func(name string, bar float64) {
-		res := results[index[name]]
+		i, ok := index[name]
+		if !ok {
+			return // not run (--only)
+		}
+		res := results[i]
 		verdict := "[met]   "
 		if res.VsBase < bar {
 			verdict = "[missed]"

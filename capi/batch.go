@@ -25,6 +25,8 @@ import (
 type cBatch struct {
 	c      *cConsumer
 	evs    []diaspora.Event
+	partOf []uint32 // for each event, which of the batch's nparts partitions
+	nparts int
 	arena  unsafe.Pointer  // C memory: each event's metadata NUL, and each partition's information NUL once
 	pinner *runtime.Pinner // nil unless some data is Go memory (read back from the log)
 	owned  bool            // data from mallocCopy, freed with the batch
@@ -43,6 +45,7 @@ func newBatch(c *cConsumer, evs []diaspora.Event, infos []C.dshm_event_info) *cB
 		pi  []byte
 		off int
 		idx int // the partition's index
+		at  int // the driver's index of it (-1: not known)
 	}
 	var parts []partText
 	if cap(c.mds) < len(evs) {
@@ -54,6 +57,15 @@ func newBatch(c *cConsumer, evs []diaspora.Event, infos []C.dshm_event_info) *cB
 	for i, ev := range evs {
 		mds[i] = ev.Metadata().Bytes()
 		total += len(mds[i]) + 1
+		// The shm driver's events say their partition's index: the
+		// information (a copy of a struct) is asked for once a partition.
+		at := -1
+		if x, ok := ev.Interface().(interface{ PartitionIndex() int }); ok {
+			if at = x.PartitionIndex(); last >= 0 && at >= 0 && parts[last].at == at {
+				partOf[i] = last
+				continue
+			}
+		}
 		pi := ev.Partition().Metadata.Bytes()
 		if last >= 0 && unsafe.SliceData(parts[last].pi) == unsafe.SliceData(pi) && len(parts[last].pi) == len(pi) {
 			partOf[i] = last
@@ -64,10 +76,15 @@ func newBatch(c *cConsumer, evs []diaspora.Event, infos []C.dshm_event_info) *cB
 			k++
 		}
 		if k == len(parts) {
-			parts = append(parts, partText{pi: pi, idx: c.partitionIndex(pi)})
+			parts = append(parts, partText{pi: pi, idx: c.partitionIndex(pi), at: at})
 			total += len(pi) + 1
 		}
 		partOf[i], last = k, k
+	}
+	b.nparts = len(parts)
+	b.partOf = make([]uint32, len(evs))
+	for i := range evs {
+		b.partOf[i] = uint32(partOf[i])
 	}
 	b.arena = C.malloc(C.size_t(total))
 	if b.arena == nil {
@@ -191,15 +208,11 @@ func dshmgo_batch_acknowledge(h C.dshm_batch, i C.size_t) (st C.int) {
 			return fail(errHandle{msg: "dshm_batch_acknowledge: the batch was released"})
 		}
 		var last []diaspora.Event
-		seen := map[int]bool{}
-		for k := len(b.evs) - 1; k >= 0; k-- {
-			ev := b.evs[k]
-			if ev.ID() == diaspora.NoMoreEvents {
-				continue
-			}
-			if p := b.c.partitionIndex(ev.Partition().Metadata.Bytes()); !seen[p] {
+		seen := make([]bool, b.nparts)
+		for k := len(b.evs) - 1; k >= 0 && len(last) < b.nparts; k-- {
+			if p := b.partOf[k]; !seen[p] && b.evs[k].ID() != diaspora.NoMoreEvents {
 				seen[p] = true
-				last = append(last, ev)
+				last = append(last, b.evs[k])
 			}
 		}
 		b.mu.Unlock()

@@ -23,8 +23,9 @@ import (
 type cConsumer struct {
 	c diaspora.Consumer
 
-	mu      sync.Mutex
-	pending diaspora.Future[diaspora.Event]
+	mu       sync.Mutex
+	pending  diaspora.Future[diaspora.Event]
+	deferred error // met while filling a batch that was handed out: the next pull's
 
 	partsMu sync.Mutex
 	parts   map[string]int // partition information → index
@@ -579,6 +580,10 @@ func dshmgo_consumer_pull_batch(h C.dshm_consumer, ms C.int64_t, max C.size_t, e
 func (c *cConsumer) pullBatch(ms C.int64_t, max int) ([]diaspora.Event, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.deferred; err != nil {
+		c.deferred = nil
+		return nil, err
+	}
 	if c.pending != nil {
 		f := c.pending
 		ev, err := f.Wait(timeout(ms))
@@ -598,6 +603,19 @@ func (c *cConsumer) pullBatch(ms C.int64_t, max int) ([]diaspora.Event, error) {
 		k, err := bc.PullBatch(c.batch[:max], timeout(ms))
 		if err != nil {
 			return nil, err
+		}
+		// A pull hands out what one pass over a partition found (64
+		// events by default); a caller in another language pays per call
+		// (Python ~10 µs), so more passes that need no wait fill the batch.
+		for k < max && c.batch[k-1].ID() != diaspora.NoMoreEvents {
+			more, err := bc.PullBatch(c.batch[k:max], 0)
+			if err != nil {
+				if !errors.Is(err, diaspora.ErrTimeout) {
+					c.deferred = err // this batch stands; the next pull reports it
+				}
+				break
+			}
+			k += more
 		}
 		out := append([]diaspora.Event(nil), c.batch[:k]...)
 		clear(c.batch[:k])

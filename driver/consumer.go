@@ -1176,6 +1176,16 @@ func (e *event) Partition() diaspora.PartitionInfo {
 	return e.cp.part.topic.infos[e.cp.part.index]
 }
 
+// PartitionIndex is the index of the event's partition in its topic (-1
+// for the end of the stream): for the C library, which asks it of every
+// event of a batch, where Partition copies the partition's information.
+func (e *event) PartitionIndex() int {
+	if e.cp == nil {
+		return -1
+	}
+	return e.cp.part.index
+}
+
 func (e *event) Acknowledge() error {
 	if e.cp == nil {
 		return nil // NoMoreEvents

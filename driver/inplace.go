@@ -100,6 +100,9 @@ func (e *inPlaceEvent) Partition() diaspora.PartitionInfo {
 	return p.topic.infos[p.index]
 }
 
+// PartitionIndex is as (*event).PartitionIndex.
+func (e *inPlaceEvent) PartitionIndex() int { return e.block().cp.part.index }
+
 func (e *inPlaceEvent) Acknowledge() error { return e.block().cp.acknowledge(e.id, e.end) }
 
 // DataOnGoHeap is false: the data is the ring's.

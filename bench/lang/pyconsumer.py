@@ -4,7 +4,7 @@ event WARM to the last, as the Go consumer of the same run is.
 
   pyconsumer.py shm ROOT SHM TOPIC N WARM ACK       for ev in consumer (zero-copy views)
   pyconsumer.py frames ROOT SHM TOPIC N WARM ACK    the same, each event's data into numpy
-  pyconsumer.py batches ROOT SHM TOPIC N WARM ACK   for b in consumer.batches() (no Event per event)
+  pyconsumer.py batches ROOT SHM TOPIC N WARM ACK   for b in consumer.batches(), its buffers (no Event per event)
   pyconsumer.py socket N WARM SIZE                  framed events from a Unix socket on fd 3
 Every event's last data byte is read, and every ACKth event acknowledged.
 """
@@ -56,7 +56,7 @@ def batches(root, shm_path, topic, n, warm, ack_every):
     print("READY", flush=True)
     total, k, s, nbytes, start = n + warm, 0, 0, 0, 0.0
     for b in c.batches(max_events=min(256, total)):
-        for (data,) in b.data:
+        for data in b.buffers:
             if k == warm:
                 start = time.perf_counter()
             s += data[-1]

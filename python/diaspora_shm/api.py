@@ -617,6 +617,11 @@ class Producer:
 
 # One huge array type: a view of n bytes at an address is a slice of it, so
 # no ctypes type is made per size. 2**47 bytes cover the user address space.
+# The info words of n events of one piece each have these bytes at _NSEG:
+# compared in one go, not word by word as Python ints.
+_MANY = 4096
+_ONES = (1).to_bytes(8, "little") * _MANY
+
 _WINDOW = 1 << 47
 _Window = ctypes.c_char * _WINDOW
 
@@ -742,19 +747,38 @@ class EventBatch:
     """The events of one pull, without an Event object each (beyond
     upstream, from Consumer.batches): for small events, where making an
     Event per event is most of what a Python consumer spends. len(batch)
-    events; event_ids and data (for each event a list of buffers, as
-    Event.data) are lists in the events' order; metadata(i) and
-    partition(i) are dicts, made when asked for. Data views keep the
-    batch's memory alive, as an Event's do (zero-copy views: until the
-    event is acknowledged)."""
+    events; event_ids, data (for each event a list of buffers, as
+    Event.data) and buffers (for each event one buffer) are lists in the
+    events' order; metadata(i) and partition(i) are dicts, made when asked
+    for. Data views keep the batch's memory alive, as an Event's do
+    (zero-copy views: until the event is acknowledged)."""
 
     # _w: the info words of the pull (a memoryview of uint64 over the
     # library's infos array): read where needed, since turning every word
-    # into a Python int costs more than the rest of a small event.
-    __slots__ = ("_o", "_w", "_n", "data")
+    # into a Python int costs more than the rest of a small event. One of
+    # _data and _bufs is made by the pull, the other when asked for.
+    __slots__ = ("_o", "_w", "_n", "_data", "_bufs")
 
     def __len__(self):
         return self._n
+
+    @property
+    def data(self):
+        """For each event the list of its data's buffers, as Event.data."""
+        if self._data is None:
+            self._data = [[v] for v in self._bufs]
+        return self._data
+
+    @property
+    def buffers(self):
+        """For each event its data as one buffer: the view (or buffer) of
+        its one piece, an empty view when it has none, and the pieces
+        joined into one bytes object (a copy) when it has several. The
+        cheapest way through a batch of small events: no list per event."""
+        if self._bufs is None:
+            empty = memoryview(b"")
+            self._bufs = [d[0] if len(d) == 1 else b"".join(d) if d else empty for d in self._data]
+        return self._bufs
 
     @property
     def event_ids(self):
@@ -1022,8 +1046,8 @@ class Consumer:
         if ended:
             n -= 1
         b = EventBatch()
-        b._o, b._w, b._n = owner, flat, n
-        nsegs = flat[_NSEG:n * w:w].tolist()
+        b._o, b._w, b._n, b._data, b._bufs = owner, flat, n, None, None
+        nsegs = flat[_NSEG:n * w:w]
         if self._allocator is not None:
             data = []
             for j in range(0, n * w, w):
@@ -1032,7 +1056,7 @@ class Consumer:
                 for h in held:
                     h.release()
                 data.append(objs)
-        elif nsegs.count(1) == n and n:
+        elif n and (nsegs.tobytes() == _ONES[:8 * n] if n <= _MANY else nsegs.tolist().count(1) == n):
             # The common case: one piece each, slices of one window.
             firsts = flat[_D0:n * w:w].tolist()
             sizes = flat[_D0L:n * w:w].tolist()
@@ -1041,9 +1065,10 @@ class Consumer:
             if self._zero_copy:
                 win = win.toreadonly()
             if max(firsts) - base + max(sizes) <= _WINDOW:
-                data = [[win[a - base:a - base + s]] for a, s in zip(firsts, sizes)]
+                b._bufs = [win[a - base:a - base + s] for a, s in zip(firsts, sizes)]
             else:
-                data = [[_view(a, s, owner, readonly=self._zero_copy)] for a, s in zip(firsts, sizes)]
+                b._bufs = [_view(a, s, owner, readonly=self._zero_copy) for a, s in zip(firsts, sizes)]
+            return b, ended
         else:
             data = []
             for i in range(n):
@@ -1058,7 +1083,7 @@ class Consumer:
                     got = _lib.size_t()
                     _lib.check(lib.dshm_batch_segments(owner.h, i, segs, nseg, ctypes.byref(got)))
                     data.append([_view(s.data, s.size, owner, readonly=self._zero_copy) for s in segs[: got.value]])
-        b.data = data
+        b._data = data
         return b, ended
 
     def batches(self, timeout_ms=-1, max_events=256):

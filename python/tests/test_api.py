@@ -405,6 +405,32 @@ class TestBatches(Base):
         got = [d for b in alloc.batches(timeout_ms=10000) for d in b.data]
         self.assertEqual(got, [[bytearray(range(i, i + 16))] for i in range(5)])
 
+    def test_buffers_one_per_event(self):
+        self.produce(6, data=lambda i: b"" if i % 3 == 0 else bytes(range(i, i + 12)))
+        c = self.topic.consumer("fast", data_selector=FullDataSelector)
+        b = next(c.batches(timeout_ms=10000, max_events=3))
+        b = next(c.batches(timeout_ms=10000, max_events=2))  # events 3 and 4: 4 has data, 3 none
+        self.assertEqual(b.event_ids, [3, 4])
+        self.assertEqual(bytes(b.buffers[0]), b"")
+        self.assertIs(b.buffers[1], b.data[1][0])
+        b = next(c.batches(timeout_ms=10000, max_events=1))  # one piece each: buffers made first
+        self.assertIs(b.data[0][0], b.buffers[0])
+        self.assertTrue(b.buffers[0].readonly)
+        self.assertEqual(bytes(b.buffers[0]), bytes(range(5, 17)))
+        self.topic.mark_as_complete()
+        want = [b"" if i % 3 == 0 else bytes(range(i, i + 12)) for i in range(6)]
+        zc = [b for b in self.topic.consumer("zc", data_selector=FullDataSelector).batches(timeout_ms=10000)]
+        bufs = [v for b in zc for v in b.buffers]
+        self.assertEqual([bytes(v) for v in bufs], want)
+        self.assertEqual([len(d) for b in zc for d in b.data], [0 if i % 3 == 0 else 1 for i in range(6)])
+        strided = self.topic.consumer("stride", data_selector=lambda md, d: d.make_stride_view(offset=1, num_blocks=2, block_size=2, gap_size=3) if d.size else None)
+        got = [bytes(v) for b in strided.batches(timeout_ms=10000) for v in b.buffers]
+        self.assertEqual(got, [b"" if i % 3 == 0 else bytes([i + 1, i + 2, i + 6, i + 7]) for i in range(6)])
+        alloc = self.topic.consumer("alloc", data_selector=FullDataSelector, data_allocator=ByteArrayAllocator)
+        got = [v for b in alloc.batches(timeout_ms=10000) for v in b.buffers]
+        self.assertEqual([bytes(v) for v in got], want)
+        self.assertIsInstance(got[1], bytearray)  # the allocator's own buffer
+
     def test_readme_loop_with_events_without_data(self):
         self.produce(6, data=lambda i: b"" if i % 3 == 0 else b"x" * i)
         self.topic.mark_as_complete()
