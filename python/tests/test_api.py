@@ -405,6 +405,14 @@ class TestBatches(Base):
         got = [d for b in alloc.batches(timeout_ms=10000) for d in b.data]
         self.assertEqual(got, [[bytearray(range(i, i + 16))] for i in range(5)])
 
+    def test_a_batch_takes_every_ready_event_up_to_its_max(self):
+        # One pass over a partition hands out 64 events; the batch takes
+        # more passes while events are ready.
+        self.produce(300, data=lambda i: b"e")
+        c = self.topic.consumer("c", data_selector=FullDataSelector)
+        sizes = [len(b) for b in c.batches(timeout_ms=200, max_events=256)]
+        self.assertEqual(sizes, [256, 44])
+
     def test_buffers_one_per_event(self):
         self.produce(6, data=lambda i: b"" if i % 3 == 0 else bytes(range(i, i + 12)))
         c = self.topic.consumer("fast", data_selector=FullDataSelector)
