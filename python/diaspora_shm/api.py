@@ -620,7 +620,7 @@ class Producer:
 # The info words of n events of one piece each have these bytes at _NSEG:
 # compared in one go, not word by word as Python ints.
 _MANY = 4096
-_ONES = (1).to_bytes(8, "little") * _MANY
+_ONES = (1).to_bytes(8, sys.byteorder) * _MANY  # the words are native
 
 _WINDOW = 1 << 47
 _Window = ctypes.c_char * _WINDOW
