@@ -615,13 +615,13 @@ class Producer:
 
 # ---- consumers ----
 
-# One huge array type: a view of n bytes at an address is a slice of it, so
-# no ctypes type is made per size. 2**47 bytes cover the user address space.
 # The info words of n events of one piece each have these bytes at _NSEG:
 # compared in one go, not word by word as Python ints.
 _MANY = 4096
 _ONES = (1).to_bytes(8, sys.byteorder) * _MANY  # the words are native
 
+# One huge array type: a view of n bytes at an address is a slice of it, so
+# no ctypes type is made per size. 2**47 bytes cover the user address space.
 _WINDOW = 1 << 47
 _Window = ctypes.c_char * _WINDOW
 
