@@ -21,12 +21,14 @@ import (
 type cProducer struct {
 	p diaspora.Producer
 
-	mu       sync.Mutex
-	inFlight []*pushCall // in the order the calls ended; inFlight[head:] are pending
-	head     int
-	spare    []*pushCall
-	failed   int
-	firstErr error
+	mu         sync.Mutex
+	inFlight   []*pushCall // in the order the calls ended; inFlight[head:] are pending
+	head       int
+	sinceReap  int // pushes ended since the last reap
+	spare      []*pushCall
+	spareBytes int
+	failed     int
+	firstErr   error
 
 	// The call that one-push calls add to, so that they too allocate
 	// nothing; a push that finds it taken by another thread is a call of
@@ -35,8 +37,13 @@ type cProducer struct {
 	single   *pushCall
 }
 
-// singleCall is how many pushes of dshm_producer_push share a call.
-const singleCall = 256
+// singleCall is how many pushes of dshm_producer_push share a call; one
+// with more metadata or segments than these makes a call of its own.
+const (
+	singleCall     = 256
+	singleMeta     = 64 << 10
+	singleSegments = 64
+)
 
 // pushCall is what one push call gave the producer in Go memory: the
 // metadata and segment views of its pushes, which the producer may read
@@ -50,27 +57,38 @@ type pushCall struct {
 	md        []byte
 	views     [][]byte
 	futs      []diaspora.Future[diaspora.EventID]
-	untracked bool // no handles: the failures are for the next flush to report
-	settled   int  // futs[:settled] completed, their failures counted
+	untracked []bool // per push: no handle, so its failure is the next flush's to report
+	settled   int    // futs[:settled] completed, their failures counted
 }
 
-// Calls kept for reuse, and the largest one kept: a call of a million
-// pushes is not held on to.
-const (
-	spareCalls    = 64
-	spareCallSize = 1 << 16
-)
+// reapEvery is how many pushes end between two looks at the pending
+// calls. A look is not free: asking a staged push whether it completed
+// writes its partition's stage (a poller must see progress), so looking at
+// every call would cut the producer's batches to the size of the calls.
+const reapEvery = 4096
+
+// spareBudget is the memory the spare calls may hold: a burst of large
+// calls is not held on to.
+const spareBudget = 8 << 20
+
+func (c *pushCall) bytes() int {
+	return cap(c.md) + cap(c.views)*int(unsafe.Sizeof([]byte(nil))) + cap(c.futs)*int(unsafe.Sizeof(c.futs[0])) + cap(c.untracked)
+}
 
 // newCall returns a cleared call with room for n pushes of mdBytes of
 // metadata and nseg segments, recycling the calls that completed.
-func (p *cProducer) newCall(n, mdBytes, nseg int, untracked bool) *pushCall {
+func (p *cProducer) newCall(n, mdBytes, nseg int) *pushCall {
 	p.mu.Lock()
-	p.reapLocked(false)
+	if len(p.spare) == 0 && p.sinceReap >= reapEvery {
+		p.sinceReap = 0
+		p.reapLocked(false)
+	}
 	var c *pushCall
 	if k := len(p.spare); k > 0 {
 		c = p.spare[k-1]
 		p.spare[k-1] = nil
 		p.spare = p.spare[:k-1]
+		p.spareBytes -= c.bytes()
 	}
 	p.mu.Unlock()
 	if c == nil {
@@ -84,8 +102,9 @@ func (p *cProducer) newCall(n, mdBytes, nseg int, untracked bool) *pushCall {
 	}
 	if cap(c.futs) < n {
 		c.futs = make([]diaspora.Future[diaspora.EventID], 0, n)
+		c.untracked = make([]bool, 0, n)
 	}
-	c.untracked, c.settled = untracked, 0
+	c.settled = 0
 	return c
 }
 
@@ -93,6 +112,7 @@ func (p *cProducer) newCall(n, mdBytes, nseg int, untracked bool) *pushCall {
 func (p *cProducer) ended(c *pushCall) {
 	p.mu.Lock()
 	p.inFlight = append(p.inFlight, c)
+	p.sinceReap += len(c.futs)
 	p.mu.Unlock()
 }
 
@@ -134,7 +154,7 @@ func (p *cProducer) settleLocked(c *pushCall) bool {
 		if !f.Completed() {
 			return false
 		}
-		if !c.untracked {
+		if !c.untracked[c.settled] {
 			continue
 		}
 		if _, err := f.Wait(0); err != nil {
@@ -148,11 +168,12 @@ func (p *cProducer) settleLocked(c *pushCall) bool {
 }
 
 func (p *cProducer) recycleLocked(c *pushCall) {
-	clear(c.views[:cap(c.views)])
-	clear(c.futs[:cap(c.futs)])
-	c.md, c.views, c.futs = c.md[:0], c.views[:0], c.futs[:0]
-	if len(p.spare) < spareCalls && cap(c.md) <= spareCallSize*64 && cap(c.views) <= spareCallSize && cap(c.futs) <= spareCallSize {
+	clear(c.views) // past len they are zero: append writes there first
+	clear(c.futs)
+	c.md, c.views, c.futs, c.untracked = c.md[:0], c.views[:0], c.futs[:0], c.untracked[:0]
+	if b := c.bytes(); p.spareBytes+b <= spareBudget {
 		p.spare = append(p.spare, c)
+		p.spareBytes += b
 	}
 }
 
@@ -169,7 +190,14 @@ func (i callName) String() string {
 
 // push makes one push of call c, its metadata and segment views copied
 // into c.
-func (p *cProducer) push(c *pushCall, q *C.dshm_push, what callName) (diaspora.Future[diaspora.EventID], error) {
+func (p *cProducer) push(c *pushCall, q *C.dshm_push, what callName, untracked bool) (_ diaspora.Future[diaspora.EventID], err error) {
+	mdAt, viewsAt := len(c.md), len(c.views)
+	defer func() {
+		if err != nil { // what it appended is no push's
+			clear(c.views[viewsAt:])
+			c.md, c.views = c.md[:mdAt], c.views[:viewsAt]
+		}
+	}()
 	var m diaspora.Metadata
 	if q.metadata != nil || q.metadata_size != 0 {
 		if q.metadata == nil {
@@ -179,7 +207,6 @@ func (p *cProducer) push(c *pushCall, q *C.dshm_push, what callName) (diaspora.F
 		if string(src) != "{}" { // the zero Metadata is {}: nothing to copy or scan
 			start := len(c.md)
 			c.md = append(c.md, src...)
-			var err error
 			if m, err = diaspora.MetadataFromBytes(c.md[start:len(c.md):len(c.md)]); err != nil {
 				return nil, fmt.Errorf("%s: %w", what, err)
 			}
@@ -212,6 +239,7 @@ func (p *cProducer) push(c *pushCall, q *C.dshm_push, what callName) (diaspora.F
 		f = p.p.PushTo(int(q.partition), m, data)
 	}
 	c.futs = append(c.futs, f)
+	c.untracked = append(c.untracked, untracked)
 	return f, nil
 }
 
@@ -236,14 +264,14 @@ func (p *cProducer) pushAll(ps []C.dshm_push, fs []C.dshm_future, pushed *C.size
 			return invalid("dshm_producer_push_many: pushes 0..%d declare %d bytes of metadata and %d segments (at most 2^31-1 and 2^24 in one call)", i, total, nseg)
 		}
 	}
-	c := p.newCall(len(ps), total, nseg, fs == nil)
+	c := p.newCall(len(ps), total, nseg)
 	defer p.ended(c)
 	for i := range ps {
 		what := callName(i)
 		if single {
 			what = -1
 		}
-		f, err := p.push(c, &ps[i], what)
+		f, err := p.push(c, &ps[i], what, fs == nil)
 		if err != nil {
 			return err
 		}
@@ -341,23 +369,22 @@ func dshmgo_producer_push(h C.dshm_producer, md *C.char, mdSize C.size_t, segs *
 		fs = unsafe.Slice(out, 1)
 	}
 	q := [1]C.dshm_push{{metadata: md, metadata_size: mdSize, segments: segs, num_segments: nsegs, partition: partition}}
-	if !p.singleMu.TryLock() {
+	// Large pushes, and a push that finds another thread at the shared
+	// call, make a call of their own.
+	if uint64(mdSize) > singleMeta || uint64(nsegs) > singleSegments || !p.singleMu.TryLock() {
 		return failOr(p.pushAll(q[:], fs, nil, true))
 	}
 	defer p.singleMu.Unlock()
-	if uint64(mdSize) > 1<<31-1 || uint64(nsegs) > 1<<20 {
-		return fail(invalid("dshm_producer_push: metadata of %d bytes, %d segments (at most 2^31-1 and 2^20)", uint64(mdSize), uint64(nsegs)))
-	}
 	c := p.single
-	if c != nil && (len(c.futs) == singleCall || c.untracked != (out == nil)) {
+	if c != nil && len(c.futs) == singleCall {
 		p.ended(c)
 		c = nil
 	}
 	if c == nil {
-		c = p.newCall(singleCall, 0, singleCall, out == nil)
+		c = p.newCall(singleCall, 0, singleCall)
 		p.single = c
 	}
-	f, err := p.push(c, &q[0], -1)
+	f, err := p.push(c, &q[0], -1, out == nil)
 	if err != nil {
 		return fail(err)
 	}
@@ -368,9 +395,17 @@ func dshmgo_producer_push(h C.dshm_producer, md *C.char, mdSize C.size_t, segs *
 }
 
 // endSingle queues the call that one-push calls were adding to, for a
-// flush to see its pushes.
-func (p *cProducer) endSingle() {
-	p.singleMu.Lock()
+// flush to see its pushes. With wait false it leaves the call to the next
+// flush when another thread is pushing to it (which may be waiting for
+// room in the ring longer than the flush may take).
+func (p *cProducer) endSingle(wait bool) {
+	if !wait {
+		if !p.singleMu.TryLock() {
+			return
+		}
+	} else {
+		p.singleMu.Lock()
+	}
 	if p.single != nil {
 		p.ended(p.single)
 		p.single = nil
@@ -414,7 +449,7 @@ func dshmgo_producer_flush(h C.dshm_producer, ms C.int64_t) (st C.int) {
 }
 
 func (p *cProducer) flush(ms C.int64_t) error {
-	p.endSingle()
+	p.endSingle(ms < 0)
 	if _, err := p.p.Flush().Wait(timeout(ms)); err != nil {
 		return err
 	}
