@@ -332,24 +332,9 @@ func stream(cons *child, startProducer func() (*child, error)) (float64, error) 
 	return cr.EventsSec, nil
 }
 
-func goToGo(r *langRun, c langCase) (float64, error) {
-	drv, _, _, cleanup, err := r.topicDirs(c.Ring)
-	if err != nil {
-		return 0, err
-	}
-	defer cleanup()
-	cons, err := r.runner().spawn("consumer", goConsumer(drv, c), nil)
-	if err != nil {
-		return 0, err
-	}
-	return stream(cons, func() (*child, error) { return r.runner().spawn("producer", goProducer(drv, c), nil) })
-}
-
-func cToGo(r *langRun, c langCase) (float64, error) { return cProducerToGo(r, c, false) }
-
-func cManyToGo(r *langRun, c langCase) (float64, error) { return cProducerToGo(r, c, true) }
-
-func cProducerToGo(r *langRun, c langCase, many bool) (float64, error) {
+// toGoConsumer streams c into a Go consumer of a fresh topic from the
+// producer that start starts.
+func toGoConsumer(r *langRun, c langCase, start func(drv, root, shmDir string) (*child, error)) (float64, error) {
 	drv, root, shmDir, cleanup, err := r.topicDirs(c.Ring)
 	if err != nil {
 		return 0, err
@@ -359,7 +344,21 @@ func cProducerToGo(r *langRun, c langCase, many bool) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return stream(cons, func() (*child, error) {
+	return stream(cons, func() (*child, error) { return start(drv, root, shmDir) })
+}
+
+func goToGo(r *langRun, c langCase) (float64, error) {
+	return toGoConsumer(r, c, func(drv, _, _ string) (*child, error) {
+		return r.runner().spawn("producer", goProducer(drv, c), nil)
+	})
+}
+
+func cToGo(r *langRun, c langCase) (float64, error) { return cProducerToGo(r, c, false) }
+
+func cManyToGo(r *langRun, c langCase) (float64, error) { return cProducerToGo(r, c, true) }
+
+func cProducerToGo(r *langRun, c langCase, many bool) (float64, error) {
+	return toGoConsumer(r, c, func(_, root, shmDir string) (*child, error) {
 		args := []string{root, shmDir, "bench", fmt.Sprint(c.N), fmt.Sprint(c.Warm), fmt.Sprint(c.Size)}
 		if many {
 			args = append(args, "many")

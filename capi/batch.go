@@ -40,7 +40,8 @@ func newBatch(c *cConsumer, evs []diaspora.Event, infos []C.dshm_event_info) *cB
 	defer c.scratchMu.Unlock()
 	// The partitions' information is the same text for every event of a
 	// partition: once per partition in the arena. Runs of one partition
-	// are the rule: the text is compared by address first.
+	// are the rule: an event is compared with the last one's partition by
+	// the driver's index, or by the text's address, before the text.
 	type partText struct {
 		pi  []byte
 		off int
@@ -49,9 +50,11 @@ func newBatch(c *cConsumer, evs []diaspora.Event, infos []C.dshm_event_info) *cB
 	}
 	var parts []partText
 	if cap(c.mds) < len(evs) {
-		c.mds, c.partOf = make([][]byte, len(evs)), make([]int, len(evs))
+		c.mds = make([][]byte, len(evs))
 	}
-	mds, partOf := c.mds[:len(evs)], c.partOf[:len(evs)]
+	mds := c.mds[:len(evs)]
+	partOf := make([]uint32, len(evs))
+	b.partOf = partOf
 	defer clear(mds) // no metadata kept alive by the scratch
 	total, last := 0, -1
 	for i, ev := range evs {
@@ -62,13 +65,13 @@ func newBatch(c *cConsumer, evs []diaspora.Event, infos []C.dshm_event_info) *cB
 		at := -1
 		if x, ok := ev.Interface().(interface{ PartitionIndex() int }); ok {
 			if at = x.PartitionIndex(); last >= 0 && at >= 0 && parts[last].at == at {
-				partOf[i] = last
+				partOf[i] = uint32(last)
 				continue
 			}
 		}
 		pi := ev.Partition().Metadata.Bytes()
 		if last >= 0 && unsafe.SliceData(parts[last].pi) == unsafe.SliceData(pi) && len(parts[last].pi) == len(pi) {
-			partOf[i] = last
+			partOf[i] = uint32(last)
 			continue
 		}
 		k := 0
@@ -79,13 +82,9 @@ func newBatch(c *cConsumer, evs []diaspora.Event, infos []C.dshm_event_info) *cB
 			parts = append(parts, partText{pi: pi, idx: c.partitionIndex(pi), at: at})
 			total += len(pi) + 1
 		}
-		partOf[i], last = k, k
+		partOf[i], last = uint32(k), k
 	}
 	b.nparts = len(parts)
-	b.partOf = make([]uint32, len(evs))
-	for i := range evs {
-		b.partOf[i] = uint32(partOf[i])
-	}
 	b.arena = C.malloc(C.size_t(total))
 	if b.arena == nil {
 		panic(fmt.Sprintf("out of C memory for %d bytes of metadata", total))

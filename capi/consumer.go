@@ -37,7 +37,6 @@ type cConsumer struct {
 	// Scratch of newBatch, under scratchMu.
 	scratchMu sync.Mutex
 	mds       [][]byte
-	partOf    []int
 
 	lastPart atomic.Pointer[partCache]
 }

@@ -248,12 +248,15 @@ func (p *cProducer) push(c *pushCall, q *C.dshm_push, what callName, untracked b
 func (p *cProducer) pushAll(ps []C.dshm_push, fs []C.dshm_future, pushed *C.size_t, single bool) error {
 	// Checked before anything is allocated: a call declaring more would
 	// take the process down with it.
+	name := func(i int) callName {
+		if single {
+			return -1
+		}
+		return callName(i)
+	}
 	total, nseg := 0, 0
 	for i := range ps {
-		what := callName(i)
-		if single {
-			what = -1
-		}
+		what := name(i)
 		if uint64(ps[i].metadata_size) > 1<<31-1 || uint64(ps[i].num_segments) > 1<<20 {
 			return invalid("%s: metadata of %d bytes, %d segments (at most 2^31-1 and 2^20)", what,
 				uint64(ps[i].metadata_size), uint64(ps[i].num_segments))
@@ -267,11 +270,7 @@ func (p *cProducer) pushAll(ps []C.dshm_push, fs []C.dshm_future, pushed *C.size
 	c := p.newCall(len(ps), total, nseg)
 	defer p.ended(c)
 	for i := range ps {
-		what := callName(i)
-		if single {
-			what = -1
-		}
-		f, err := p.push(c, &ps[i], what, fs == nil)
+		f, err := p.push(c, &ps[i], name(i), fs == nil)
 		if err != nil {
 			return err
 		}

@@ -20,14 +20,20 @@ def result(n, secs, nbytes):
     print("RESULT " + json.dumps({"n": n, "seconds": secs, "events_per_s": n / secs, "mb_per_s": nbytes / secs / 1e6}), flush=True)
 
 
-def shm(root, shm_path, topic, n, warm, ack_every, frames=False):
+def ready_consumer(root, shm_path, topic):
+    """A zero-copy consumer of the topic, once it can receive (READY said)."""
     from diaspora_shm.api import Driver, FullDataSelector
 
-    if frames:
-        import numpy
     d = Driver(backend="shm", options={"root_path": root, "shm_path": shm_path})
     c = d.open_topic(topic).consumer("py-bench", data_selector=FullDataSelector)
     print("READY", flush=True)
+    return c
+
+
+def shm(root, shm_path, topic, n, warm, ack_every, frames=False):
+    if frames:
+        import numpy
+    c = ready_consumer(root, shm_path, topic)
     total, k, s, nbytes, start = n + warm, 0, 0, 0, 0.0
     for ev in c:
         if k == warm:
@@ -49,11 +55,7 @@ def shm(root, shm_path, topic, n, warm, ack_every, frames=False):
 
 
 def batches(root, shm_path, topic, n, warm, ack_every):
-    from diaspora_shm.api import Driver, FullDataSelector
-
-    d = Driver(backend="shm", options={"root_path": root, "shm_path": shm_path})
-    c = d.open_topic(topic).consumer("py-bench", data_selector=FullDataSelector)
-    print("READY", flush=True)
+    c = ready_consumer(root, shm_path, topic)
     total, k, s, nbytes, start = n + warm, 0, 0, 0, 0.0
     for b in c.batches(max_events=min(256, total)):
         for data in b.buffers:

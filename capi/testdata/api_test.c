@@ -558,6 +558,42 @@ int main(int argc, char **argv) {
 		OK(dshm_consumer_close(c));
 	}
 
+	// A batch over both partitions, acknowledged whole: that is the last
+	// event of each, and the name resumes after both.
+	{
+		static dshm_event_info binfos[64];
+		dshm_consumer cb = 0;
+		dshm_batch bb = 0;
+		size_t bgot = 0, seen[2] = {0, 0};
+		int mixed = 0, rc;
+		OK(dshm_consumer_open(t, "both", "{\"data\": \"all\"}", NULL, NULL, NULL, &cb));
+		while ((rc = dshm_batch_pull(cb, 200, 64, &bb, binfos, &bgot)) == DSHM_OK) {
+			int in[2] = {0, 0};
+			for (size_t k = 0; k < bgot; k++) {
+				size_t part = binfos[k].partition;
+				char want[16];
+				snprintf(want, sizeof want, "\"id\":%zu", part);
+				CHECK(part < 2 && strstr(binfos[k].partition_info, want) != NULL, "event %zu: partition %zu, %s", k,
+				      part, binfos[k].partition_info);
+				if (part < 2) {
+					in[part] = 1;
+					seen[part]++;
+				}
+			}
+			mixed |= in[0] && in[1];
+			OK(dshm_batch_acknowledge(bb, DSHM_WHOLE_BATCH));
+			OK(dshm_batch_release(bb));
+		}
+		IS(rc, DSHM_ETIMEOUT);
+		// (the frames and the claimed event, and the few pushes of the checks above)
+		CHECK(seen[0] >= N / 2 + 1 && seen[1] >= N / 2, "events of partitions 0 and 1: %zu and %zu", seen[0], seen[1]);
+		CHECK(mixed, "a batch holds the ready events of both partitions");
+		OK(dshm_consumer_close(cb));
+		OK(dshm_consumer_open(t, "both", "{\"data\": \"all\"}", NULL, NULL, NULL, &cb));
+		IS(dshm_batch_pull(cb, 10, 64, &bb, binfos, &bgot), DSHM_ETIMEOUT);
+		OK(dshm_consumer_close(cb));
+	}
+
 	// The end of the stream.
 	OK(dshm_producer_close(p));
 	OK(dshm_topic_mark_complete(t));
