@@ -355,6 +355,17 @@ func TestConsumerNameHeldByAnotherProcessIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Probing for the name before the child holds it would take it from
+	// the child, which then exits refused: the child first reads an event.
+	p, err := th.Producer("probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Push(diaspora.Metadata{}, nil).Wait(-1); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	waitFor(t, 30*time.Second, "the child's consumer reads an event", func() bool { return cons.count("got ") > 0 })
 	var last error
 	waitFor(t, 10*time.Second, "the child's consumer holds the name", func() bool {
 		c, err := th.Consumer("ana")
