@@ -7,12 +7,14 @@ package main
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
 	"unsafe"
 
 	"github.com/diaspora-shm/diaspora"
+	"github.com/diaspora-shm/diaspora/driver"
 )
 
 // cBatch is the events of one dshm_batch_pull under one handle: a pull of
@@ -22,16 +24,204 @@ import (
 //
 // Its only memory per event is the events themselves: at millions of
 // events a second, what a pull allocates paces the garbage collector.
+//
+// A batch is of events, or, when the driver reads records in place
+// (driver.RecordPuller), of records: then not even an Event per event is
+// made; what each record is lies in the caller's infos and in recs.
 type cBatch struct {
 	c      *cConsumer
 	evs    []diaspora.Event
-	partOf []uint32 // for each event, which of the batch's nparts partitions
+	recs   []batchRecord
+	rp     driver.RecordPuller // the consumer's, for a batch of records
+	partOf []uint32            // for each event, which of the batch's nparts partitions
 	nparts int
 	arena  unsafe.Pointer  // C memory: each event's metadata NUL, and each partition's information NUL once
 	pinner *runtime.Pinner // nil unless some data is Go memory (read back from the log)
 	owned  bool            // data from mallocCopy, freed with the batch
 	mu     sync.Mutex      // against a release while another thread acknowledges
 	done   bool            // released
+
+	// While records are pulled into the batch (driver.RecordSink):
+	infos    []C.dshm_event_info // the caller's
+	chunks   []unsafe.Pointer    // C memory of metadata and partitions' information
+	cur      unsafe.Pointer      // the last chunk: room from at to size
+	at, size int
+	mdLen    int       // of the last MetadataRoom
+	slotText []*C.char // per slot of the consumer, its information in the batch
+	lastSlot int       // of the last record, whose information is lastText
+	lastText *C.char
+}
+
+// batchRecord is what the library keeps of a record of a batch: the
+// caller's infos are the caller's to change, so acknowledgements and
+// segments are served from this (pointer-free: nothing for the collector).
+type batchRecord struct {
+	id, end uint64
+	slot    int
+	// data, size, size2: the data as a []byte header (data 0: none). It
+	// points into the ring's mapping, never the Go heap: three words the
+	// collector has no reason to follow.
+	data        uintptr
+	size, size2 int
+}
+
+// view is the record's data.
+func (r *batchRecord) view() diaspora.DataView {
+	if r.data == 0 {
+		return nil
+	}
+	return unsafe.Slice((*[]byte)(unsafe.Pointer(&r.data)), 1)
+}
+
+// batchChunk is the C memory a batch of records takes at a time for its
+// metadata: a batch of small events takes one.
+const batchChunk = 32 << 10
+
+// MetadataRoom is a driver.RecordSink's: room in C memory, with a NUL
+// after it.
+func (b *cBatch) MetadataRoom(n int) []byte {
+	b.reserve(n + 1)
+	b.mdLen = n
+	return unsafe.Slice((*byte)(unsafe.Add(b.cur, b.at)), n)
+}
+
+// reserve makes n bytes of room at b.cur+b.at.
+func (b *cBatch) reserve(n int) {
+	if b.size-b.at >= n {
+		return
+	}
+	size := max(n, batchChunk)
+	p := C.malloc(C.size_t(size))
+	if p == nil {
+		panic(fmt.Sprintf("out of C memory for %d bytes of metadata", size))
+	}
+	b.chunks = append(b.chunks, p)
+	b.cur, b.at, b.size = p, 0, size
+}
+
+// Add is a driver.RecordSink's: the record's info, and what the batch
+// keeps of it.
+func (b *cBatch) Add(r driver.Record) {
+	md := unsafe.Add(b.cur, b.at)
+	*(*byte)(unsafe.Add(md, b.mdLen)) = 0
+	b.at += b.mdLen + 1
+	out := &b.infos[len(b.recs)]
+	if r.Slot != b.lastSlot || b.lastText == nil {
+		b.lastSlot, b.lastText = r.Slot, b.partitionText(r.Slot)
+	}
+	out.id = C.uint64_t(r.ID)
+	out.partition = C.size_t(b.c.slotIndex[r.Slot])
+	out.partition_info = b.lastText
+	out.metadata = (*C.char)(md)
+	out.metadata_size = C.size_t(b.mdLen)
+	rec := batchRecord{id: r.ID, end: r.End, slot: r.Slot}
+	if len(r.Data) > 0 {
+		rec.data, rec.size, rec.size2 = uintptr(unsafe.Pointer(unsafe.SliceData(r.Data))), len(r.Data), len(r.Data)
+		out.data_size = C.size_t(len(r.Data))
+		out.num_segments = 1
+		out.first = C.dshm_segment{data: unsafe.Pointer(unsafe.SliceData(r.Data)), size: C.size_t(len(r.Data))}
+	} else {
+		out.data_size, out.num_segments, out.first = 0, 0, C.dshm_segment{}
+	}
+	b.recs = append(b.recs, rec)
+}
+
+// partitionText is the information of the consumer's partition slot,
+// NUL-terminated in the batch's memory (once per partition and batch).
+func (b *cBatch) partitionText(slot int) *C.char {
+	if slot >= len(b.slotText) {
+		b.slotText = append(b.slotText, make([]*C.char, slot+1-len(b.slotText))...)
+	}
+	if p := b.slotText[slot]; p != nil {
+		return p
+	}
+	info := b.c.slotInfo[slot]
+	b.reserve(len(info) + 1)
+	p := unsafe.Add(b.cur, b.at)
+	copy(unsafe.Slice((*byte)(p), len(info)), info)
+	*(*byte)(unsafe.Add(p, len(info))) = 0
+	b.at += len(info) + 1
+	b.slotText[slot] = (*C.char)(p)
+	b.nparts++
+	return (*C.char)(p)
+}
+
+// pullRecords pulls up to len(infos) records into a new batch. It returns
+// nil and no error when the next events are to be pulled as events (the
+// driver has no records, or says the next are not).
+func (c *cConsumer) pullRecords(ms C.int64_t, infos []C.dshm_event_info) (*cBatch, error) {
+	rp, ok := c.c.Interface().(driver.RecordPuller)
+	if !ok {
+		return nil, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.deferred != nil || c.pending != nil {
+		return nil, nil
+	}
+	if c.slotIndex == nil {
+		if err := c.loadSlots(rp); err != nil {
+			return nil, err
+		}
+	}
+	b := &cBatch{c: c, rp: rp, infos: infos, recs: c.takeRecords(len(infos)), lastSlot: -1}
+	n, err := rp.PullRecords(b, len(infos), timeout(ms))
+	b.infos = nil
+	if n == 0 {
+		b.free()
+		if errors.Is(err, driver.ErrNotRecords) {
+			err = nil
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// takeRecords returns room for n records, a released batch's when one is
+// spare: a new slice per batch is memory the cache has not seen (a
+// profile put half the cost of a record in its first store).
+func (c *cConsumer) takeRecords(n int) []batchRecord {
+	c.recMu.Lock()
+	for len(c.recSpare) > 0 {
+		k := len(c.recSpare) - 1
+		r := c.recSpare[k]
+		c.recSpare = c.recSpare[:k]
+		if cap(r) >= n {
+			c.recMu.Unlock()
+			return r[:0]
+		}
+	}
+	c.recMu.Unlock()
+	return make([]batchRecord, 0, n)
+}
+
+// giveRecords keeps a released batch's records for the next batches (a
+// few: batches held at once are what the caller holds).
+func (c *cConsumer) giveRecords(r []batchRecord) {
+	c.recMu.Lock()
+	if len(c.recSpare) < 4 {
+		c.recSpare = append(c.recSpare, r)
+	}
+	c.recMu.Unlock()
+}
+
+// loadSlots asks the driver which partition each of its partition slots
+// is; c.mu is held.
+func (c *cConsumer) loadSlots(rp driver.RecordPuller) error {
+	var idx []int
+	var infos [][]byte
+	for slot := 0; ; slot++ {
+		i, info, err := rp.RecordPartition(slot)
+		if err != nil {
+			if slot == 0 {
+				return err
+			}
+			break
+		}
+		idx, infos = append(idx, i), append(infos, info)
+	}
+	c.slotIndex, c.slotInfo = idx, infos
+	return nil
 }
 
 func newBatch(c *cConsumer, evs []diaspora.Event, infos []C.dshm_event_info) *cBatch {
@@ -126,6 +316,13 @@ func (b *cBatch) free() {
 	b.done = true
 	C.free(b.arena)
 	b.arena = nil
+	for _, p := range b.chunks {
+		C.free(p)
+	}
+	if b.recs != nil {
+		b.c.giveRecords(b.recs)
+	}
+	b.chunks, b.cur, b.recs = nil, nil, nil
 	if b.pinner != nil {
 		b.pinner.Unpin()
 	}
@@ -141,6 +338,12 @@ func (b *cBatch) free() {
 func (b *cBatch) event(i C.size_t, call string) (diaspora.Event, diaspora.DataView, error) {
 	if b.done {
 		return diaspora.Event{}, nil, errHandle{msg: call + ": the batch was released"}
+	}
+	if b.rp != nil {
+		if uint64(i) >= uint64(len(b.recs)) {
+			return diaspora.Event{}, nil, invalid("%s: event %d of a batch of %d", call, uint64(i), len(b.recs))
+		}
+		return diaspora.Event{}, b.recs[i].view(), nil
 	}
 	if uint64(i) >= uint64(len(b.evs)) {
 		return diaspora.Event{}, nil, invalid("%s: event %d of a batch of %d", call, uint64(i), len(b.evs))
@@ -162,6 +365,14 @@ func dshmgo_batch_pull(h C.dshm_consumer, ms C.int64_t, max C.size_t, out *C.dsh
 	*n, *out = 0, 0
 	if uint64(max) > 1<<16 {
 		max = 1 << 16
+	}
+	if b, err := c.pullRecords(ms, unsafe.Slice(infos, int(max))); err != nil || b != nil {
+		if err != nil {
+			return fail(err)
+		}
+		*out = C.dshm_batch(newHandle(b))
+		*n = C.size_t(len(b.recs))
+		return C.DSHM_OK
 	}
 	evs, err := c.pullBatch(ms, int(max))
 	if err != nil {
@@ -192,6 +403,40 @@ func dshmgo_batch_segments(h C.dshm_batch, i C.size_t, out *C.dshm_segment, cap 
 	return writeSegments(d, out, cap, n, "dshm_batch_segments")
 }
 
+// acknowledgeRecords is dshm_batch_acknowledge for a batch of records;
+// b.mu is held, and unlocked here.
+func (b *cBatch) acknowledgeRecords(i C.size_t) C.int {
+	if b.done {
+		b.mu.Unlock()
+		return fail(errHandle{msg: "dshm_batch_acknowledge: the batch was released"})
+	}
+	if i != ^C.size_t(0) {
+		if uint64(i) >= uint64(len(b.recs)) {
+			b.mu.Unlock()
+			return fail(invalid("dshm_batch_acknowledge: event %d of a batch of %d", uint64(i), len(b.recs)))
+		}
+		r := b.recs[i]
+		b.mu.Unlock()
+		return failOr(b.rp.AcknowledgeRecord(r.slot, r.id, r.end))
+	}
+	// The last record of each partition: the whole batch.
+	var last []batchRecord
+	seen := make([]bool, len(b.slotText))
+	for k := len(b.recs) - 1; k >= 0 && len(last) < b.nparts; k-- {
+		if r := b.recs[k]; !seen[r.slot] {
+			seen[r.slot] = true
+			last = append(last, r)
+		}
+	}
+	b.mu.Unlock()
+	for _, r := range last {
+		if err := b.rp.AcknowledgeRecord(r.slot, r.id, r.end); err != nil {
+			return fail(err)
+		}
+	}
+	return C.DSHM_OK
+}
+
 //export dshmgo_batch_acknowledge
 func dshmgo_batch_acknowledge(h C.dshm_batch, i C.size_t) (st C.int) {
 	defer recoverPanic(&st)
@@ -200,6 +445,9 @@ func dshmgo_batch_acknowledge(h C.dshm_batch, i C.size_t) (st C.int) {
 		return fail(err)
 	}
 	b.mu.Lock()
+	if b.rp != nil {
+		return b.acknowledgeRecords(i)
+	}
 	if i == ^C.size_t(0) {
 		// The last event of each partition: the whole batch.
 		if b.done {

@@ -39,6 +39,14 @@ type cConsumer struct {
 	mds       [][]byte
 
 	lastPart atomic.Pointer[partCache]
+
+	// For batches of records: per partition slot of the driver's
+	// consumer, the partition's index and information (set once, under mu).
+	slotIndex []int
+	slotInfo  [][]byte
+
+	recMu    sync.Mutex
+	recSpare [][]batchRecord // of released batches of records
 }
 
 // mallocCopy is the allocator of "data": "copy": one C buffer, freed with

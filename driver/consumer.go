@@ -69,12 +69,20 @@ type consumer struct {
 	rr      int // round robin over parts
 	closed  atomic.Bool
 
+	// slots is parts as made, for AcknowledgeRecord (Close clears parts).
+	slots []*consumerPartition
+	// While a PullRecords runs (under mu): where passes put records, how
+	// many they put, and how many fit.
+	sink           RecordSink
+	sinkN, sinkMax int
+
 	syncStop, syncDone chan struct{} // the background sync of positions
 }
 
 // consumerPartition is a consumer's cursor in one partition.
 type consumerPartition struct {
 	c      *consumer
+	slot   int // its index in c.parts
 	part   *partition
 	rd     *ring.Reader
 	log    *segment.Reader // non-nil while reading history from the log
@@ -156,8 +164,10 @@ func (t *topicState) MakeConsumer(name string, batch diaspora.BatchSize, maxBatc
 			c.closeParts()
 			return nil, err
 		}
+		cp.slot = len(c.parts)
 		c.parts = append(c.parts, cp)
 	}
+	c.slots = c.parts[:len(c.parts):len(c.parts)]
 	if err := t.addClient(c); err != nil {
 		c.closeParts()
 		return nil, err
@@ -487,7 +497,11 @@ func (c *consumer) fill(cp *consumerPartition) (diaspora.Event, bool, error) {
 	if cap(c.entries) < c.perFill {
 		c.entries = make([]ring.Entry, c.perFill)
 	}
-	n, err := cp.rd.NextBatch(c.entries[:c.perFill])
+	want := c.perFill
+	if c.sink != nil {
+		want = min(want, c.sinkMax-c.sinkN)
+	}
+	n, err := cp.rd.NextBatch(c.entries[:want])
 	if errors.Is(err, ring.ErrEndOfStream) {
 		cp.ended = true
 		return diaspora.Event{}, false, nil
@@ -501,13 +515,17 @@ func (c *consumer) fill(cp *consumerPartition) (diaspora.Event, bool, error) {
 	for k < n && c.entries[k].ID < cp.want {
 		k++
 	}
-	c.raw, c.rawAt, c.rawCP = c.entries[k:n], 0, cp
 	if k == n {
 		if n > 0 {
 			cp.rd.Release(c.entries[n-1].End)
 		}
 		return diaspora.Event{}, false, nil
 	}
+	if c.sink != nil {
+		ok, err := c.fillSink(cp, c.entries[k:n])
+		return diaspora.Event{}, ok, err
+	}
+	c.raw, c.rawAt, c.rawCP = c.entries[k:n], 0, cp
 	ev, err := c.deliverRawLocked()
 	if err != nil {
 		return diaspora.Event{}, false, err
@@ -584,6 +602,9 @@ func (c *consumer) nextLocked(timeout time.Duration) (_ diaspora.Event, err erro
 			spinWait()
 			continue
 		}
+		if timeout == 0 && c.sink != nil {
+			return diaspora.Event{}, errNoneReady
+		}
 		if start.IsZero() {
 			start = time.Now()
 		}
@@ -642,6 +663,13 @@ func (c *consumer) nextLocked(timeout time.Duration) (_ diaspora.Event, err erro
 			if e.ID < cp.want {
 				cp.rd.Release(e.End)
 				continue
+			}
+			if c.sink != nil {
+				if err := cp.sinkEntry(&e); err != nil {
+					return diaspora.Event{}, cp.failed(failedEntry{ok: true, id: e.ID, end: e.End, meta: e.Meta, data: e.Data}, err)
+				}
+				cp.releaseDone()
+				return diaspora.Event{}, nil
 			}
 			ev, err := cp.deliver(e.ID, e.Meta, e.Data, e.End, false)
 			cp.releaseDone()
