@@ -437,6 +437,68 @@ func (b *cBatch) acknowledgeRecords(i C.size_t) C.int {
 	return C.DSHM_OK
 }
 
+//export dshmgo_batch_spans
+func dshmgo_batch_spans(h C.dshm_batch, n C.size_t, base, starts, ends *C.uint64_t) (st C.int) {
+	defer recoverPanic(&st)
+	b, err := lookup[*cBatch](h, "batch")
+	if err != nil {
+		return fail(err)
+	}
+	if base == nil || (n > 0 && (starts == nil || ends == nil)) {
+		return fail(invalid("dshm_batch_spans: base, starts or ends is NULL"))
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return fail(errHandle{msg: "dshm_batch_spans: the batch was released"})
+	}
+	count := len(b.evs)
+	if b.rp != nil {
+		count = len(b.recs)
+	}
+	if uint64(n) > uint64(count) {
+		return fail(invalid("dshm_batch_spans: %d events of a batch of %d", uint64(n), count))
+	}
+	// One piece each, or the caller makes views another way.
+	piece := func(i int) (uintptr, int, error) {
+		if b.rp != nil {
+			if r := &b.recs[i]; r.data != 0 {
+				return r.data, r.size, nil
+			}
+		} else {
+			var first []byte
+			k := 0
+			for _, s := range b.evs[i].Data() {
+				if len(s) > 0 {
+					first, k = s, k+1
+				}
+			}
+			if k == 1 {
+				return uintptr(unsafe.Pointer(unsafe.SliceData(first))), len(first), nil
+			}
+		}
+		return 0, 0, fmt.Errorf("diaspora_shm: dshm_batch_spans: %w: event %d of the batch is not one segment of data", errRange, i)
+	}
+	lo := ^uintptr(0)
+	for i := range int(n) {
+		p, _, err := piece(i)
+		if err != nil {
+			return fail(err)
+		}
+		lo = min(lo, p)
+	}
+	if n == 0 {
+		lo = 0
+	}
+	*base = C.uint64_t(lo)
+	ss, es := unsafe.Slice(starts, int(n)), unsafe.Slice(ends, int(n))
+	for i := range int(n) {
+		p, size, _ := piece(i)
+		ss[i], es[i] = C.uint64_t(p-lo), C.uint64_t(p-lo+uintptr(size))
+	}
+	return C.DSHM_OK
+}
+
 //export dshmgo_batch_acknowledge
 func dshmgo_batch_acknowledge(h C.dshm_batch, i C.size_t) (st C.int) {
 	defer recoverPanic(&st)

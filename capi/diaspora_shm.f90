@@ -185,6 +185,15 @@ module diaspora_shm
       integer(c_int) :: dshm_batch_segments
     end function
 
+    ! Offsets of each event's data from the lowest address among them.
+    function dshm_batch_spans(batch, n, base, starts, ends) bind(c, name="dshm_batch_spans")
+      import :: c_int, c_int64_t, c_size_t
+      integer(c_int64_t), value :: batch
+      integer(c_size_t), value :: n
+      integer(c_int64_t), intent(out) :: base, starts(*), ends(*)
+      integer(c_int) :: dshm_batch_spans
+    end function
+
     ! DSHM_WHOLE_BATCH acknowledges every event of the batch.
     function dshm_batch_acknowledge(batch, i) bind(c, name="dshm_batch_acknowledge")
       import :: c_int, c_int64_t, c_size_t

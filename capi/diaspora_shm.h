@@ -302,6 +302,13 @@ int dshm_batch_pull(dshm_consumer c, int64_t timeout_ms, size_t max, dshm_batch 
                     dshm_event_info *infos, size_t *n);
 /* Writes the data segments of event i of the batch, as dshm_event_segments. */
 int dshm_batch_segments(dshm_batch b, size_t i, dshm_segment *out, size_t cap, size_t *n);
+/* For bindings that make one view of memory per event (Python's
+ * EventBatch.buffers), where arithmetic per event costs more than the
+ * call: writes to *base the lowest address of the data of events 0..n-1 of
+ * the batch, and to starts[i] and ends[i] where event i's data begins and
+ * ends, as offsets from *base. DSHM_ERANGE when one of them has no data
+ * or more than one segment (nothing written: see dshm_batch_segments). */
+int dshm_batch_spans(dshm_batch b, size_t n, uint64_t *base, uint64_t *starts, uint64_t *ends);
 /* For dshm_batch_acknowledge: every event of the batch. */
 #define DSHM_WHOLE_BATCH SIZE_MAX
 

@@ -239,6 +239,11 @@ int dshm_batch_segments(dshm_batch b, size_t i, dshm_segment *out, size_t cap, s
 	return dshmgo_batch_segments(b, i, out, cap, n);
 }
 
+int dshm_batch_spans(dshm_batch b, size_t n, uint64_t *base, uint64_t *starts, uint64_t *ends) {
+	GUARD;
+	return dshmgo_batch_spans(b, n, base, starts, ends);
+}
+
 int dshm_batch_acknowledge(dshm_batch b, size_t i) {
 	GUARD;
 	return dshmgo_batch_acknowledge(b, i);

@@ -532,6 +532,19 @@ int main(int argc, char **argv) {
 				CHECK(ns == 1 && one[0].data == infos[k].first.data, "batch segments of event %zu", total);
 				IS(dshm_batch_segments(b, k, NULL, 0, &ns), DSHM_ERANGE);
 			}
+			// The same data as offsets from the lowest address of it.
+			uint64_t base = 0, starts[8], ends[8], lowest = UINT64_MAX;
+			OK(dshm_batch_spans(b, got, &base, starts, ends));
+			for (size_t k = 0; k < got; k++) {
+				CHECK(base + starts[k] == (uint64_t)(uintptr_t)infos[k].first.data && ends[k] - starts[k] == SIZE,
+				      "batch %d: span %zu [%llu, %llu) from %llx", m, k, (unsigned long long)starts[k],
+				      (unsigned long long)ends[k], (unsigned long long)base);
+				lowest = starts[k] < lowest ? starts[k] : lowest;
+			}
+			CHECK(lowest == 0, "the spans start at the lowest address: %llu", (unsigned long long)lowest);
+			IS(dshm_batch_spans(b, got + 1, &base, starts, ends), DSHM_EINVAL);
+			IS(dshm_batch_spans(b, got, NULL, starts, ends), DSHM_EINVAL);
+			IS(dshm_batch_spans(b, got, &base, NULL, ends), DSHM_EINVAL);
 			IS(dshm_batch_segments(b, got, NULL, 0, &n), DSHM_EINVAL);
 			IS(dshm_batch_acknowledge(b, got), DSHM_EINVAL);
 			OK(dshm_batch_acknowledge(b, 0));
@@ -539,6 +552,7 @@ int main(int argc, char **argv) {
 			OK(dshm_batch_release(b));
 			IS(dshm_batch_release(b), DSHM_EHANDLE);
 			IS(dshm_batch_acknowledge(b, 0), DSHM_EHANDLE);
+			IS(dshm_batch_spans(b, 1, &base, starts, ends), DSHM_EHANDLE);
 			IS(dshm_event_release(b), DSHM_EHANDLE); // a batch is not an event
 		}
 		// Then the claimed event (64 bytes, its metadata, partition 0).
@@ -592,6 +606,21 @@ int main(int argc, char **argv) {
 		OK(dshm_consumer_open(t, "both", "{\"data\": \"all\"}", NULL, NULL, NULL, &cb));
 		IS(dshm_batch_pull(cb, 10, 64, &bb, binfos, &bgot), DSHM_ETIMEOUT);
 		OK(dshm_consumer_close(cb));
+	}
+
+	// Events without data have no span.
+	{
+		dshm_consumer cm = 0;
+		dshm_batch bm = 0;
+		uint64_t base = 0, starts[8], ends[8];
+		OK(dshm_consumer_open(t, "no-data", "{\"targets\": [1]}", NULL, NULL, NULL, &cm));
+		OK(dshm_batch_pull(cm, 10000, 8, &bm, infos, &got));
+		CHECK(got >= 1 && infos[0].num_segments == 0, "a batch without data: %zu events", got);
+		IS(dshm_batch_spans(bm, got, &base, starts, ends), DSHM_ERANGE);
+		CHECK(strstr(dshm_last_error(), "event 0") != NULL, "the error names the event: %s", dshm_last_error());
+		OK(dshm_batch_spans(bm, 0, &base, NULL, NULL));
+		OK(dshm_batch_release(bm));
+		OK(dshm_consumer_close(cm));
 	}
 
 	// The end of the stream.

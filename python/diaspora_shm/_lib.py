@@ -129,6 +129,7 @@ _protos = {
     "dshm_event_release_many": (c_int, [P(u64), size_t]),
     "dshm_batch_pull": (c_int, [u64, i64, size_t, P(u64), P(EventInfo), P(size_t)]),
     "dshm_batch_segments": (c_int, [u64, size_t, P(Segment), size_t, P(size_t)]),
+    "dshm_batch_spans": (c_int, [u64, size_t, P(u64), vp, vp]),  # starts, ends: into one array
     "dshm_batch_acknowledge": (c_int, [u64, size_t]),
     "dshm_batch_release": (c_int, [u64]),
     "dshm_consumer_process": (c_int, [u64, PROCESSOR, vp, i64, u64, u64]),

@@ -615,11 +615,6 @@ class Producer:
 
 # ---- consumers ----
 
-# The info words of n events of one piece each have these bytes at _NSEG:
-# compared in one go, not word by word as Python ints.
-_MANY = 4096
-_ONES = (1).to_bytes(8, sys.byteorder) * _MANY  # the words are native
-
 # One huge array type: a view of n bytes at an address is a slice of it, so
 # no ctypes type is made per size. 2**47 bytes cover the user address space.
 _WINDOW = 1 << 47
@@ -1047,7 +1042,6 @@ class Consumer:
             n -= 1
         b = EventBatch()
         b._o, b._w, b._n, b._data, b._bufs = owner, flat, n, None, None
-        nsegs = flat[_NSEG:n * w:w]
         if self._allocator is not None:
             data = []
             for j in range(0, n * w, w):
@@ -1056,18 +1050,17 @@ class Consumer:
                 for h in held:
                     h.release()
                 data.append(objs)
-        elif n and (nsegs.tobytes() == _ONES[:8 * n] if n <= _MANY else nsegs.tolist().count(1) == n):
-            # The common case: one piece each, slices of one window.
-            firsts = flat[_D0:n * w:w].tolist()
-            sizes = flat[_D0L:n * w:w].tolist()
-            base = min(firsts)
-            win = memoryview(_window_at(base, owner)).cast("B")
+        elif n and lib.dshm_batch_spans(owner.h, n, ctypes.byref(base := _lib.u64()),
+                                        spans := (ctypes.c_uint64 * (2 * n))(),
+                                        ctypes.byref(spans, 8 * n)) == _lib.OK:
+            # The common case, one piece each: slices of one window from
+            # the lowest of them, at offsets the library worked out (the
+            # arithmetic costs Python more per event than the slice).
+            win = memoryview(_window_at(base.value, owner)).cast("B")
             if self._zero_copy:
                 win = win.toreadonly()
-            if max(firsts) - base + max(sizes) <= _WINDOW:
-                b._bufs = [win[a - base:a - base + s] for a, s in zip(firsts, sizes)]
-            else:
-                b._bufs = [_view(a, s, owner, readonly=self._zero_copy) for a, s in zip(firsts, sizes)]
+            se = memoryview(spans).cast("B").cast("Q")
+            b._bufs = [win[x:y] for x, y in zip(se[:n].tolist(), se[n:].tolist())]
             return b, ended
         else:
             data = []
