@@ -725,6 +725,44 @@ class Event:
         return f"Event(event_id={self.event_id}, metadata={ctypes.string_at(r[_MDP], r[_MDL])!r})"
 
 
+class _BatchEvent(Event):
+    """An Event of a batch pull (a zero-copy consumer's iteration): its info
+    words are read in the batch's when asked for, and the batch's handle is
+    its handle; its data was made with the batch."""
+
+    # _x: the EventBatch; _i: the event's index in it. data is a slot
+    # here, not Event's property: read once an event in the loops this is
+    # for, where a property call is a fifth of what an event costs.
+    __slots__ = ("_x", "_i", "data")
+
+    @property
+    def event_id(self):
+        return self._x._w[self._i * _lib.INFO_WORDS + _ID]
+
+    @property
+    def metadata(self):
+        md = getattr(self, "_md", None)
+        if md is None:
+            md = self._md = self._x.metadata(self._i)
+        return md
+
+    @property
+    def partition(self):
+        p = getattr(self, "_partition", None)
+        if p is None:
+            p = self._partition = self._x.partition(self._i)
+        return p
+
+    def acknowledge(self):
+        """This event and every earlier one of its partition are done for
+        the consumer's name."""
+        _lib.check(lib.dshm_batch_acknowledge(self._x._o.h, self._i), "acknowledge")
+
+    def __repr__(self):
+        j, r = self._i * _lib.INFO_WORDS, self._x._w
+        return f"Event(event_id={r[j + _ID]}, metadata={ctypes.string_at(r[j + _MDP], r[j + _MDL])!r})"
+
+
 class _BatchOwner:
     """Owns a batch handle; released when the EventBatch and every view of
     its data are gone."""
@@ -1098,6 +1136,26 @@ class Consumer:
     def events(self, timeout_ms=-1):
         """Events until none comes within timeout_ms or the stream ends,
         taken from the library in batches."""
+        if self._zero_copy:
+            # Events of batch pulls: no handle per event (their memory is
+            # the ring's, released by acknowledgements, not by the events).
+            new = _BatchEvent.__new__
+            while True:
+                b, ended = self._pull_view(timeout_ms, self._BATCH)
+                if b is None:
+                    return
+                if b._data is None:
+                    for i, v in enumerate(b._bufs):
+                        ev = new(_BatchEvent)
+                        ev._x, ev._i, ev.data = b, i, [v]
+                        yield ev
+                else:
+                    for i, d in enumerate(b._data):
+                        ev = new(_BatchEvent)
+                        ev._x, ev._i, ev.data = b, i, d
+                        yield ev
+                if ended:
+                    return
         while True:
             evs = self._pull_batch(timeout_ms)
             if not evs:

@@ -297,6 +297,34 @@ class TestConsumer(Base):
         gc.collect()  # the views alone keep the events' memory
         self.assertEqual(bytes(views[299]), bytes([299 % 251]) * (299 % 7 + 1))
 
+    def test_iterated_zero_copy_events_are_whole_events(self):
+        # Iterating a zero-copy consumer makes its events from batch pulls
+        # (no handle each): they still acknowledge, describe themselves and
+        # keep their data, also in pieces, past the consumer's close.
+        self.produce(40, data=lambda i: bytes(range(i, i + 16)))
+        stride = lambda md, d: d.make_stride_view(offset=1, num_blocks=2, block_size=2, gap_size=3)
+        for name, sel in (("all", FullDataSelector), ("stride", stride)):
+            c = self.topic.consumer(name, data_selector=sel)
+            kept = []
+            for e in c.events(timeout_ms=200):
+                self.assertIsInstance(e, Event)
+                self.assertEqual(e.partition["id"], 0)
+                self.assertEqual(e.metadata, {"index": e.event_id, "value": f"event_{e.event_id}"})
+                self.assertIn(f"event_id={e.event_id}", repr(e))
+                kept.append(e)
+                if e.event_id == 9:
+                    e.acknowledge()
+                    break
+            c.close()
+            self.assertEqual([e.event_id for e in kept], list(range(10)))
+            gc.collect()
+            want = (lambda i: bytes(range(i, i + 16))) if sel is FullDataSelector else (lambda i: bytes([i + 1, i + 2, i + 6, i + 7]))
+            self.assertEqual([b"".join(bytes(v) for v in e.data) for e in kept], [want(i) for i in range(10)])
+            # The name resumes after the acknowledged event.
+            c = self.topic.consumer(name, data_selector=sel)
+            self.assertEqual(next(c.events(timeout_ms=200)).event_id, 10)
+            c.close()
+
     def test_selector_none_selects_nothing(self):
         self.produce(1, data=lambda i: b"abc")
         c = self.topic.consumer("c", data_selector=lambda md, d: None)
