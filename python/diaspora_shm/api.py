@@ -841,8 +841,45 @@ class EventBatch:
         k = 2**64 - 1 if i is None else self._index(i) // _lib.INFO_WORDS
         _lib.check(lib.dshm_batch_acknowledge(self._o.h, k), "acknowledge")
 
+    def _event(self, i):
+        """Event i of the batch, as an Event."""
+        ev = _BatchEvent.__new__(_BatchEvent)
+        ev._x, ev._i, ev.data = self, i, self.data[i]
+        return ev
+
     def __repr__(self):
         return f"EventBatch({self._n} events)"
+
+
+class _EventListBatch(EventBatch):
+    """An EventBatch of Event objects: those an abandoned iteration did not
+    hand out, for the next batches()."""
+
+    __slots__ = ("_evs",)
+
+    def __init__(self, evs):
+        self._evs, self._n, self._data, self._bufs = evs, len(evs), [e.data for e in evs], None
+
+    @property
+    def event_ids(self):
+        return [e.event_id for e in self._evs]
+
+    def metadata(self, i):
+        return self._evs[self._index(i) // _lib.INFO_WORDS].metadata
+
+    def partition(self, i):
+        return self._evs[self._index(i) // _lib.INFO_WORDS].partition
+
+    def acknowledge(self, i=None):
+        if i is not None:
+            self._evs[self._index(i) // _lib.INFO_WORDS].acknowledge()
+            return
+        done = set()  # the last event of each partition covers the others
+        for e in reversed(self._evs):
+            p = e.partition.get("id")
+            if p not in done:
+                done.add(p)
+                e.acknowledge()
 
 
 class PullFuture:
@@ -903,6 +940,9 @@ class Consumer:
         self._error = None  # an exception raised in a callback, re-raised by the pull
         self._allocated = {}  # address of an allocation → the allocator's buffers
         self._lock = threading.Lock()
+        # Events of a batch that an abandoned iteration did not hand out:
+        # the next pull, iteration, batch or process hands them out first.
+        self._left = collections.deque()
         args = _common_args(batch_size, max_num_batches, thread_pool, options)
         if targets:  # None or [] is every partition, as upstream
             args["targets"] = [int(t) for t in targets]
@@ -1124,6 +1164,11 @@ class Consumer:
         k = int(max_events)
         if k < 1:
             raise Exception(f"diaspora_shm: batches of {k} events", _lib.EINVAL)
+        if self._left:
+            _live(self, "consumer")
+        while self._left:
+            evs = [self._left.popleft() for _ in range(min(k, len(self._left)))]
+            yield _EventListBatch(evs)
         while True:
             b, ended = self._pull_view(timeout_ms, k)
             if b is None:
@@ -1136,6 +1181,11 @@ class Consumer:
     def events(self, timeout_ms=-1):
         """Events until none comes within timeout_ms or the stream ends,
         taken from the library in batches."""
+        left = self._left
+        if left:
+            _live(self, "consumer")
+        while left:
+            yield left.popleft()
         if self._zero_copy:
             # Events of batch pulls: no handle per event (their memory is
             # the ring's, released by acknowledgements, not by the events).
@@ -1144,29 +1194,46 @@ class Consumer:
                 b, ended = self._pull_view(timeout_ms, self._BATCH)
                 if b is None:
                     return
-                if b._data is None:
-                    for i, v in enumerate(b._bufs):
-                        ev = new(_BatchEvent)
-                        ev._x, ev._i, ev.data = b, i, [v]
-                        yield ev
-                else:
-                    for i, d in enumerate(b._data):
-                        ev = new(_BatchEvent)
-                        ev._x, ev._i, ev.data = b, i, d
-                        yield ev
+                i = -1
+                try:
+                    if b._data is None:
+                        for i, v in enumerate(b._bufs):
+                            ev = new(_BatchEvent)
+                            ev._x, ev._i, ev.data = b, i, [v]
+                            yield ev
+                    else:
+                        for i, d in enumerate(b._data):
+                            ev = new(_BatchEvent)
+                            ev._x, ev._i, ev.data = b, i, d
+                            yield ev
+                except GeneratorExit:
+                    # The loop was left (break, an exception, the iterator
+                    # dropped): the events it did not get are the next's.
+                    left.extend(b._event(k) for k in range(i + 1, len(b)))
+                    raise
                 if ended:
                     return
         while True:
             evs = self._pull_batch(timeout_ms)
             if not evs:
                 return
-            for ev in evs:
-                if ev._r[_ID] == _NO_MORE:
-                    return
-                yield ev
+            i = -1
+            try:
+                for i, ev in enumerate(evs):
+                    if ev._r[_ID] == _NO_MORE:
+                        return
+                    yield ev
+            except GeneratorExit:
+                left.extend(ev for ev in evs[i + 1:] if ev._r[_ID] != _NO_MORE)
+                raise
 
     def pull(self):
         """Starts taking the next event; the future's wait() gives it."""
+        if self._left:
+            _live(self, "consumer")
+            ready = PullFuture(self, 0)
+            ready._event = self._left.popleft()
+            return ready
         f = _lib.u64()
         _lib.check(lib.dshm_consumer_pull_async(_live(self, "consumer"), ctypes.byref(f)))
         return PullFuture(self, f.value)
@@ -1192,9 +1259,19 @@ class Consumer:
                 errors.append(e)
                 return -1
 
+        mx = 0 if max_events is None or max_events >= InfiniteEvents else int(max_events)
+        while self._left:  # events a left iteration did not hand out come first
+            _live(self, "consumer")
+            try:
+                processor(self._left.popleft())
+            except StopIteration:
+                return
+            if mx:
+                mx -= 1
+                if mx == 0:
+                    return
         cb = _lib.PROCESSOR(call)
         pool = _live(thread_pool, "thread pool") if thread_pool is not None else 0
-        mx = 0 if max_events is None or max_events >= InfiniteEvents else int(max_events)
         rc = lib.dshm_consumer_process(_live(self, "consumer"), cb, None, int(timeout_ms), mx, pool)
         if errors:
             raise errors[0]

@@ -325,6 +325,52 @@ class TestConsumer(Base):
             self.assertEqual(next(c.events(timeout_ms=200)).event_id, 10)
             c.close()
 
+    def test_a_loop_left_early_loses_no_event(self):
+        # An iteration takes events from the library by batches: those it
+        # did not hand out when the loop was left are the next pull's,
+        # iteration's, batch's or process's, in order, for every kind of
+        # consumer (events of batches, or of a handle each).
+        self.produce(300, data=lambda i: bytes([i % 256]) * 8)
+        for name, kw in (("zero-copy", {"data_selector": FullDataSelector}), ("copying", {})):
+            c = self.topic.consumer(name, **kw)
+            got = []
+            for ev in c:
+                got.append(ev.event_id)
+                if ev.event_id == 5:
+                    break
+            got.append(c.pull().wait().event_id)
+            for ev in c.events(timeout_ms=1000):
+                got.append(ev.event_id)
+                if ev.event_id == 10:
+                    break
+            b = next(c.batches(timeout_ms=1000, max_events=4))
+            self.assertEqual(b.event_ids, [11, 12, 13, 14])
+            self.assertEqual([bytes(v) for v in b.buffers], [bytes([i]) * 8 for i in range(11, 15)])
+            self.assertEqual(b.metadata(0)["index"], 11)
+            got += b.event_ids
+            try:
+                for ev in c:
+                    got.append(ev.event_id)
+                    if ev.event_id == 20:
+                        raise KeyError("out of the loop")
+            except KeyError:
+                pass
+            seen = []
+            c.process(lambda e: seen.append(e.event_id), max_events=3, timeout_ms=1000)
+            self.assertEqual(seen, [21, 22, 23], name)
+            got += seen
+            got += [e.event_id for e in c.events(timeout_ms=300)]
+            self.assertEqual(got, list(range(300)), name)
+            b.acknowledge()
+            c.close()
+            c = self.topic.consumer(name, **kw)
+            self.assertEqual(c.pull().wait().event_id, 15)  # the batch's acknowledgement stored 14
+            for ev in c:
+                break
+            c.close()
+            with self.assertRaises(Exception):
+                c.pull()  # closed, even with events left by the loop
+
     def test_selector_none_selects_nothing(self):
         self.produce(1, data=lambda i: b"abc")
         c = self.topic.consumer("c", data_selector=lambda md, d: None)
