@@ -482,6 +482,48 @@ func TestCompleteEndsTheStream(t *testing.T) {
 	}
 }
 
+// A claim of a strictly ordered producer whose pushes run on a thread
+// pool comes after the pushes made before it, also those the pool's
+// threads had not processed yet when the claim was made.
+func TestClaimComesAfterPushesStillOnThePool(t *testing.T) {
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "zc", `{"ring_size":"4MiB","durability":"none"}`)
+	pool, err := d.MakeThreadPool(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := th.Producer("p", pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := th.Consumer("c")
+	for round := range 20 {
+		for i := range 200 {
+			p.Push(diaspora.MustMetadata(fmt.Sprintf(`{"r":%d,"i":%d}`, round, i)), nil)
+		}
+		cl, err := p.Claim(diaspora.MustMetadata(fmt.Sprintf(`{"r":%d,"claim":true}`, round)), 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.Commit().Wait(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 201 {
+			ev, err := c.Pull().Wait(5 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf(`{"r":%d,"i":%d}`, round, i)
+			if i == 200 {
+				want = fmt.Sprintf(`{"r":%d,"claim":true}`, round)
+			}
+			if got := ev.Metadata().Dump(); got != want {
+				t.Fatalf("round %d: event %d is %s, want %s", round, i, got, want)
+			}
+		}
+	}
+}
+
 func TestClaimZeroCopyProduceAndConsume(t *testing.T) {
 	d, opts := newDriver(t)
 	th := createTopic(t, d, "zc", `{"ring_size":"1MiB"}`)

@@ -786,6 +786,15 @@ func (p *producer) Claim(md diaspora.Metadata, size int, partition int) (_ diasp
 		return nil, fmt.Errorf("producer %q of topic %q: serialize: %w", p.name, t.name, err)
 	}
 	pp.part.views.Store(true) // Bytes() may be kept past Close
+	if p.ordering == diaspora.Strict {
+		// Pushes still on the pool's threads were made before the claim:
+		// they are staged first, or the claim's event would overtake them.
+		p.pooledMu.Lock()
+		for p.pooled > 0 {
+			p.pooledCond.Wait()
+		}
+		p.pooledMu.Unlock()
+	}
 	// What was pushed before the claim goes first. Always through the
 	// writer lock: a writer that took the queue (queued reads 0 then) may
 	// not have claimed its space yet.
