@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -345,6 +346,208 @@ print("ok")
 	if out := runCmd(t, pythonCmd(t, "-c", script, root, shmDir), time.Minute); !strings.Contains(out, "ok") {
 		t.Fatalf("python said:\n%s", out)
 	}
+}
+
+// Untracked one-push calls wait in the library's push queue and cross
+// into Go many at a time (pushqueue.c). From two C threads, between
+// tracked pushes, push_many calls and claims: every event arrives once, in
+// order per thread and partition, with the data it had when pushed (the
+// caller overwrites its buffer at once); the tail of a burst arrives
+// without a flush, and a close writes what is queued.
+func TestUntrackedPushesThroughTheQueue(t *testing.T) {
+	exe := compileC(t, t.TempDir(), "queue", "testdata/queue.c")
+	for _, mode := range []string{"inline", "pool"} {
+		t.Run(mode, func(t *testing.T) { testQueue(t, exe, mode) })
+	}
+}
+
+func testQueue(t *testing.T, exe, mode string) {
+	root, shmDir := dirs(t)
+	d := openGo(t, root, shmDir)
+	v, err := diaspora.ValidatorFromMetadata(diaspora.MustMetadata(`{"type": "schema", "schema": {"type": "object",
+		"anyOf": [{"required": ["t"]}, {"required": ["tail"]}, {"required": ["last"]}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CreateTopic("queue", v, diaspora.MustMetadata(`{"ring_size": "4MiB", "durability": "none", "num_partitions": 2}`)); err != nil {
+		t.Fatal(err)
+	}
+	topic, err := d.OpenTopic("queue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := topic.Consumer("check", diaspora.FullDataSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	const perThread = 3000
+	type ev struct {
+		T, I, Tail, Last *int
+		part             int
+		data             string
+	}
+	evc := make(chan ev, 1024)
+	stop := make(chan struct{})
+	go func() {
+		defer close(evc)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			e, err := c.Pull().Wait(100 * time.Millisecond)
+			if err != nil {
+				continue
+			}
+			var v ev
+			if err := e.Metadata().Decode(&v); err != nil {
+				t.Errorf("event %d: metadata %s: %v", e.ID(), e.Metadata(), err)
+			}
+			var part struct{ ID int }
+			e.Partition().Decode(&part)
+			v.part = part.ID
+			if d := e.Data(); len(d) > 0 {
+				v.data = string(d[0])
+			}
+			e.Acknowledge()
+			evc <- v
+		}
+	}()
+	defer close(stop)
+
+	args := []string{root, shmDir, "queue"}
+	if mode == "pool" {
+		args = append(args, "pool")
+	}
+	cmd := exec.Command(exe, args...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 4)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+
+	next := map[[2]int]int{} // (thread, partition) → the last i seen
+	count := [3]int{}
+	tails, lasts := 0, 0
+	take := func(v ev) {
+		switch {
+		case v.Tail != nil:
+			tails++
+		case v.Last != nil:
+			lasts++
+		case v.T != nil && *v.T < 2:
+			th, i := *v.T, *v.I
+			key := [2]int{th, v.part}
+			if prev, ok := next[key]; ok && i <= prev {
+				t.Errorf("thread %d, partition %d: event %d after %d", th, v.part, i, prev)
+			}
+			next[key] = i
+			want := make([]byte, 16)
+			for k := range want {
+				want[k] = byte(th*101 + i*7 + k)
+			}
+			if v.data != string(want) {
+				t.Errorf("thread %d event %d: data %x, want %x", th, i, v.data, want)
+			}
+			count[th]++
+		case v.T != nil:
+			count[2]++
+		}
+	}
+	deadline := time.After(2 * time.Minute)
+	wait := func(what string, done func() bool) {
+		for !done() {
+			select {
+			case v, ok := <-evc:
+				if !ok {
+					t.Fatalf("the consumer stopped waiting for %s", what)
+				}
+				take(v)
+			case <-deadline:
+				t.Fatalf("waiting for %s: threads %v, tails %d, lasts %d\n%s", what, count, tails, lasts, stderr.String())
+			}
+		}
+	}
+	select {
+	case l := <-lines:
+		if l != "TAIL" {
+			t.Fatalf("queue said %q\n%s", l, stderr.String())
+		}
+	case <-deadline:
+		t.Fatalf("no TAIL from the C program\n%s", stderr.String())
+	}
+	// The 5 tail events were pushed and not flushed: the queue's drain
+	// writes them.
+	wait("the tail of the burst, unflushed", func() bool { return tails == 5 })
+	if _, err := io.WriteString(stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	wait("the events of a close", func() bool { return lasts == 3 })
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("queue: %v\n%s", err, stderr.String())
+	}
+	if l := <-lines; l != "ok" {
+		t.Fatalf("queue said %q\n%s", l, stderr.String())
+	}
+	if count != [3]int{perThread, perThread, 7} {
+		t.Fatalf("events of threads 0, 1 and the others: %v, want %d, %d, 7", count, perThread, perThread)
+	}
+	for key, last := range next {
+		if last < perThread-10 {
+			t.Errorf("thread %d, partition %d ends at event %d", key[0], key[1], last)
+		}
+	}
+}
+
+// The push queue checks metadata in C so that what Go would refuse is
+// refused at once: what it accepts, Go must accept (what it refuses goes
+// to Go, which judges it). The common shapes must be accepted, or every
+// push would cross into Go.
+func FuzzQueueJSONCheck(f *testing.F) {
+	accepted := []string{`{}`, `{"t":0,"i":1}`, `{ "t" : 1 , "i" : [1, -2.5e-3, 0, 1E+9] }`, `[true,false,null,"a\"\\\/\b\f\n\r\t\u00e9"]`,
+		`"x"`, `-0`, `12.5`, `{"a":{"b":{"c":[]}}}`, " {\"a\":1}\n"}
+	for _, s := range accepted {
+		if !queueAcceptsJSON([]byte(s)) {
+			f.Errorf("the queue refuses %q", s)
+		}
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{``, `{`, `{"a"}`, `{"a":}`, `[1,]`, `01`, `1.`, `.5`, `1e`, `-`, `"\x"`, `"\u12g4"`,
+		`{"a":1}x`, `tru`, "\"a\x01\"", `{"é":1}`, strings.Repeat("[", 65) + strings.Repeat("]", 65), `{"a":1,}`, `{1:2}`} {
+		if queueAcceptsJSON([]byte(s)) {
+			if _, err := diaspora.MetadataFromBytes([]byte(s)); err != nil {
+				f.Errorf("the queue accepts %q, which Go refuses: %v", s, err)
+			}
+		}
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !queueAcceptsJSON(b) {
+			return
+		}
+		if _, err := diaspora.MetadataFromBytes(append([]byte(nil), b...)); err != nil {
+			t.Fatalf("the queue accepts %q, which Go refuses: %v", b, err)
+		}
+	})
 }
 
 // runCmdNoFatal is runCmd for another goroutine: failures are in its output.

@@ -197,7 +197,17 @@ int dshm_producer_open(dshm_topic t, const char *name, const char *args_json, ds
  * DSHM_ANY_PARTITION. The data must stay valid until the push completes.
  * With out, *out is a future of the event's ID (dshm_future_wait_id);
  * with out NULL the push is not tracked, and its failure is reported by
- * the next dshm_producer_flush. */
+ * the next dshm_producer_flush. An untracked push of a small event (1 KiB
+ * of metadata and data at most, in 8 segments at most) made while the
+ * producer streams is copied into a queue of the library and written with
+ * the pushes around it, up to 64 at a time (a call into the library costs
+ * more than such a push); every other call on the producer writes the
+ * queue first, and what a burst leaves in it is written within about a
+ * millisecond (the data must stay valid until the push completes all
+ * the same: a push that finds the producer idle is not copied). Its bad arguments (metadata
+ * that is not JSON, NULL pointers, a negative partition) are still this
+ * call's errors; what only the topic can refuse (its validator) is the
+ * next flush's, as for any untracked push. */
 int dshm_producer_push(dshm_producer p, const char *metadata, size_t metadata_size,
                        const dshm_segment *segments, size_t num_segments, int64_t partition,
                        dshm_future *out);

@@ -23,4 +23,13 @@ int dshm__call_allocator(dshm_allocator_fn f, void *ctx, const char *md, size_t 
                          dshm_buffer *bufs, size_t cap, size_t *n);
 int dshm__call_processor(dshm_processor_fn f, void *ctx, dshm_event ev);
 
+// The push queue of untracked one-push calls (pushqueue.c).
+typedef struct dshm__queue dshm__queue;
+int dshm__queue_push(dshm_producer p, const char *md, size_t md_len, const dshm_segment *segs, size_t nsegs,
+                     int64_t partition);
+int dshm__queue_drain(dshm_producer p);
+int dshm__queue_close(dshm_producer p);
+int dshm__queue_tail(dshm_producer p);
+int dshm__json_ok(const char *s, size_t n);
+
 #endif

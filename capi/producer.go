@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/diaspora-shm/diaspora"
@@ -35,6 +36,11 @@ type cProducer struct {
 	// its own.
 	singleMu sync.Mutex
 	single   *pushCall
+
+	// The drain goroutine of the push queue (pushqueue.c), started by the
+	// first push queued.
+	queueOnce                       sync.Once
+	queueWake, queueStop, queueDone chan struct{}
 }
 
 // singleCall is how many pushes of dshm_producer_push share a call; one
@@ -189,8 +195,9 @@ func (i callName) String() string {
 }
 
 // push makes one push of call c, its metadata and segment views copied
-// into c.
-func (p *cProducer) push(c *pushCall, q *C.dshm_push, what callName, untracked bool) (_ diaspora.Future[diaspora.EventID], err error) {
+// into c; with copyData its data too (the push queue's memory is reused
+// once the call returns).
+func (p *cProducer) push(c *pushCall, q *C.dshm_push, what callName, untracked, copyData bool) (_ diaspora.Future[diaspora.EventID], err error) {
 	mdAt, viewsAt := len(c.md), len(c.views)
 	defer func() {
 		if err != nil { // what it appended is no push's
@@ -225,7 +232,13 @@ func (p *cProducer) push(c *pushCall, q *C.dshm_push, what callName, untracked b
 			if sg.data == nil || uint64(sg.size) > 1<<40 {
 				return nil, invalid("%s: segment %d is NULL or of %d bytes", what, k, uint64(sg.size))
 			}
-			c.views = append(c.views, unsafe.Slice((*byte)(sg.data), int(sg.size)))
+			view := unsafe.Slice((*byte)(sg.data), int(sg.size))
+			if copyData {
+				at := len(c.md)
+				c.md = append(c.md, view...)
+				view = c.md[at:len(c.md):len(c.md)]
+			}
+			c.views = append(c.views, view)
 		}
 		data = c.views[start:len(c.views):len(c.views)]
 	}
@@ -270,7 +283,7 @@ func (p *cProducer) pushAll(ps []C.dshm_push, fs []C.dshm_future, pushed *C.size
 	c := p.newCall(len(ps), total, nseg)
 	defer p.ended(c)
 	for i := range ps {
-		f, err := p.push(c, &ps[i], name(i), fs == nil)
+		f, err := p.push(c, &ps[i], name(i), fs == nil, false)
 		if err != nil {
 			return err
 		}
@@ -383,7 +396,7 @@ func dshmgo_producer_push(h C.dshm_producer, md *C.char, mdSize C.size_t, segs *
 		c = p.newCall(singleCall, 0, singleCall)
 		p.single = c
 	}
-	f, err := p.push(c, &q[0], -1, out == nil)
+	f, err := p.push(c, &q[0], -1, out == nil, false)
 	if err != nil {
 		return fail(err)
 	}
@@ -410,6 +423,113 @@ func (p *cProducer) endSingle(wait bool) {
 		p.single = nil
 	}
 	p.singleMu.Unlock()
+}
+
+// dshmgo_producer_push_queued pushes what the push queue (pushqueue.c)
+// held, untracked: their metadata and data are copied, and their failures,
+// also of an argument (which the queue checked as far as it could), are
+// the next flush's to report.
+//
+//export dshmgo_producer_push_queued
+func dshmgo_producer_push_queued(h C.dshm_producer, pushes *C.dshm_push, n C.size_t) (st C.int) {
+	defer recoverPanic(&st)
+	p, err := lookup[*cProducer](h, "producer")
+	if err != nil {
+		return fail(err)
+	}
+	ps := unsafe.Slice(pushes, int(n))
+	total := 0
+	for i := range ps {
+		total += int(ps[i].metadata_size)
+		for _, sg := range unsafe.Slice(ps[i].segments, int(ps[i].num_segments)) {
+			total += int(sg.size)
+		}
+	}
+	c := p.newCall(len(ps), total, len(ps))
+	defer p.ended(c)
+	for i := range ps {
+		if _, err := p.push(c, &ps[i], -1, true, true); err != nil {
+			p.mu.Lock()
+			if p.failed++; p.firstErr == nil {
+				p.firstErr = err
+			}
+			p.mu.Unlock()
+		}
+	}
+	return C.DSHM_OK
+}
+
+// dshmgo_producer_queue_wake starts the producer's drain goroutine's watch
+// of its push queue (starting the goroutine the first time).
+//
+//export dshmgo_producer_queue_wake
+func dshmgo_producer_queue_wake(h C.dshm_producer) {
+	defer func() { recover() }() // nothing to report: the queue drains on the next call
+	p, err := lookup[*cProducer](h, "producer")
+	if err != nil {
+		return
+	}
+	p.queueOnce.Do(func() {
+		p.queueWake, p.queueStop, p.queueDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+		go p.drainQueue(h)
+	})
+	if p.queueWake != nil {
+		select {
+		case p.queueWake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// queueAcceptsJSON says whether the push queue takes metadata b as JSON
+// (the rest goes to Go, which judges it): for the tests, which hold it to
+// Go's judgement.
+func queueAcceptsJSON(b []byte) bool {
+	if len(b) == 0 {
+		return C.dshm__json_ok(nil, 0) != 0
+	}
+	return C.dshm__json_ok((*C.char)(unsafe.Pointer(&b[0])), C.size_t(len(b))) != 0
+}
+
+// queueTick is how often the drain goroutine looks at a push queue that
+// holds pushes (its timer fires after 50 µs to 1 ms).
+const queueTick = 50 * time.Microsecond
+
+// drainQueue writes what the producer's push queue holds once its first
+// push is old and no push came to write it: the tail of a burst of
+// untracked pushes, whose futures nobody waits on.
+func (p *cProducer) drainQueue(h C.dshm_producer) {
+	defer close(p.queueDone)
+	t := time.NewTimer(queueTick)
+	t.Stop()
+	for {
+		select {
+		case <-p.queueStop:
+			return
+		case <-p.queueWake:
+		}
+		for {
+			t.Reset(queueTick)
+			select {
+			case <-p.queueStop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			if C.dshm__queue_tail(h) == 0 {
+				break // parked: the next push queued wakes it
+			}
+		}
+	}
+}
+
+// stopQueue ends the drain goroutine, if it ever started.
+func (p *cProducer) stopQueue() {
+	p.queueOnce.Do(func() {}) // none starts after this
+	if p.queueStop != nil {
+		close(p.queueStop)
+		<-p.queueDone
+	}
 }
 
 //export dshmgo_producer_push_many
@@ -470,6 +590,7 @@ func dshmgo_producer_close(h C.dshm_producer) (st C.int) {
 	if err != nil {
 		return fail(err)
 	}
+	p.stopQueue()
 	ferr := p.flush(-1)
 	if err := p.p.Close(); err != nil {
 		return fail(err)

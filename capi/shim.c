@@ -154,6 +154,13 @@ int dshm_producer_push(dshm_producer p, const char *metadata, size_t metadata_si
                        const dshm_segment *segments, size_t num_segments, int64_t partition,
                        dshm_future *out) {
 	GUARD;
+	if (out == NULL) {
+		return dshm__queue_push(p, metadata, metadata_size, segments, num_segments, partition);
+	}
+	int rc = dshm__queue_drain(p); // what was pushed before is written before
+	if (rc != DSHM_OK) {
+		return rc;
+	}
 	return dshmgo_producer_push(p, (char *)metadata, metadata_size, (dshm_segment *)segments,
 	                            num_segments, partition, out);
 }
@@ -161,22 +168,39 @@ int dshm_producer_push(dshm_producer p, const char *metadata, size_t metadata_si
 int dshm_producer_push_many(dshm_producer p, const dshm_push *pushes, size_t n, dshm_future *futures,
                             size_t *pushed) {
 	GUARD;
+	int rc = dshm__queue_drain(p);
+	if (rc != DSHM_OK) {
+		if (pushed != NULL) {
+			*pushed = 0;
+		}
+		return rc;
+	}
 	return dshmgo_producer_push_many(p, (dshm_push *)pushes, n, futures, pushed);
 }
 
 int dshm_producer_flush(dshm_producer p, int64_t timeout_ms) {
 	GUARD;
+	int rc = dshm__queue_drain(p);
+	if (rc != DSHM_OK) {
+		return rc;
+	}
 	return dshmgo_producer_flush(p, timeout_ms);
 }
 
 int dshm_producer_close(dshm_producer p) {
 	GUARD;
-	return dshmgo_producer_close(p);
+	int rc = dshm__queue_close(p);
+	int crc = dshmgo_producer_close(p);
+	return crc != DSHM_OK ? crc : rc;
 }
 
 int dshm_producer_claim(dshm_producer p, const char *metadata, size_t metadata_size, size_t size,
                         int64_t partition, dshm_claim *out, void **data) {
 	GUARD;
+	int rc = dshm__queue_drain(p);
+	if (rc != DSHM_OK) {
+		return rc;
+	}
 	return dshmgo_producer_claim(p, (char *)metadata, metadata_size, size, partition, out, data);
 }
 
