@@ -365,7 +365,7 @@ func testQueue(t *testing.T, exe, mode string) {
 	root, shmDir := dirs(t)
 	d := openGo(t, root, shmDir)
 	v, err := diaspora.ValidatorFromMetadata(diaspora.MustMetadata(`{"type": "schema", "schema": {"type": "object",
-		"anyOf": [{"required": ["t"]}, {"required": ["tail"]}, {"required": ["last"]}]}}`))
+		"anyOf": [{"required": ["t"]}, {"required": ["tail"]}, {"required": ["last"]}, {"required": ["drv"]}]}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +384,7 @@ func testQueue(t *testing.T, exe, mode string) {
 
 	const perThread = 3000
 	type ev struct {
-		T, I, Tail, Last *int
+		T, I, Tail, Last, Drv *int
 		part             int
 		data             string
 	}
@@ -447,13 +447,15 @@ func testQueue(t *testing.T, exe, mode string) {
 
 	next := map[[2]int]int{} // (thread, partition) → the last i seen
 	count := [3]int{}
-	tails, lasts := 0, 0
+	tails, lasts, drvs := 0, 0, 0
 	take := func(v ev) {
 		switch {
 		case v.Tail != nil:
 			tails++
 		case v.Last != nil:
 			lasts++
+		case v.Drv != nil:
+			drvs++
 		case v.T != nil && *v.T < 2:
 			th, i := *v.T, *v.I
 			key := [2]int{th, v.part}
@@ -502,6 +504,7 @@ func testQueue(t *testing.T, exe, mode string) {
 		t.Fatal(err)
 	}
 	wait("the events of a close", func() bool { return lasts == 3 })
+	wait("the events of a driver's close", func() bool { return drvs == 3 })
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("queue: %v\n%s", err, stderr.String())
 	}

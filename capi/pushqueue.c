@@ -153,6 +153,20 @@ int dshm__queue_drain(dshm_producer p) {
 	return rc;
 }
 
+// dshm__queue_drain_all writes what every queue holds: a driver closing
+// closes its producers, and what their queues hold was pushed before.
+void dshm__queue_drain_all(void) {
+	pthread_mutex_lock(&queues_mu);
+	dshm__queue *all = queues; // queues are only ever added at the head
+	pthread_mutex_unlock(&queues_mu);
+	for (dshm__queue *q = all; q != NULL; q = q->next) {
+		uint64_t p = atomic_load(&q->p);
+		if (p != 0) {
+			dshm__queue_drain(p);
+		}
+	}
+}
+
 // dshm__queue_close drains p's queue and frees it for another producer;
 // pushes to p that come after go to Go, which says p is closed.
 int dshm__queue_close(dshm_producer p) {

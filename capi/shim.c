@@ -74,6 +74,7 @@ int dshm_driver_open(const char *backend, const char *options_json, dshm_driver 
 
 int dshm_driver_close(dshm_driver d) {
 	GUARD;
+	dshm__queue_drain_all(); // the driver closes its producers: what they queued first
 	return dshmgo_driver_close(d);
 }
 

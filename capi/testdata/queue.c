@@ -7,7 +7,8 @@
 // of their own (valid until the flush, as the header asks; the queue's
 // memory is reused at once). It prints "TAIL" once it
 // pushed 5 events {"tail":K} it does not flush, waits for a line on stdin,
-// pushes 3 {"last":K} and closes the producer without a flush.
+// pushes 3 {"last":K} and closes the producer without a flush, then 3
+// {"drv":K} through another producer, and closes the driver.
 
 #include <pthread.h>
 #include <stdio.h>
@@ -138,6 +139,14 @@ int main(int argc, char **argv) {
 	OK(dshm_producer_close(prod));
 	IS(dshm_producer_push(prod, "{}", 2, NULL, 0, 0, NULL), DSHM_EHANDLE);
 	IS(dshm_producer_flush(prod, 0), DSHM_EHANDLE);
+	// Closing the driver writes what its producers queued.
+	dshm_producer p2;
+	OK(dshm_producer_open(t, "queued2", NULL, &p2));
+	for (int k = 0; k < 3; k++) {
+		char md[32];
+		int n = snprintf(md, sizeof md, "{\"drv\":%d}", k);
+		OK(dshm_producer_push(p2, md, (size_t)n, NULL, 0, 0, NULL));
+	}
 	if (pool != 0) OK(dshm_thread_pool_release(pool));
 	OK(dshm_topic_release(t));
 	OK(dshm_driver_close(d));
