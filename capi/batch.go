@@ -80,23 +80,28 @@ const batchChunk = 32 << 10
 // MetadataRoom is a driver.RecordSink's: room in C memory, with a NUL
 // after it.
 func (b *cBatch) MetadataRoom(n int) []byte {
-	b.reserve(n + 1)
+	// The partition's information may need room too: reserved now, so
+	// that Add never runs out.
+	if !b.reserve(n + 1 + b.c.maxInfo + 1) {
+		return nil
+	}
 	b.mdLen = n
 	return unsafe.Slice((*byte)(unsafe.Add(b.cur, b.at)), n)
 }
 
-// reserve makes n bytes of room at b.cur+b.at.
-func (b *cBatch) reserve(n int) {
+// reserve makes n bytes of room at b.cur+b.at, or says it could not.
+func (b *cBatch) reserve(n int) bool {
 	if b.size-b.at >= n {
-		return
+		return true
 	}
 	size := max(n, batchChunk)
 	p := C.malloc(C.size_t(size))
 	if p == nil {
-		panic(fmt.Sprintf("out of C memory for %d bytes of metadata", size))
+		return false
 	}
 	b.chunks = append(b.chunks, p)
 	b.cur, b.at, b.size = p, 0, size
+	return true
 }
 
 // Add is a driver.RecordSink's: the record's info, and what the batch
@@ -135,8 +140,7 @@ func (b *cBatch) partitionText(slot int) *C.char {
 	if p := b.slotText[slot]; p != nil {
 		return p
 	}
-	info := b.c.slotInfo[slot]
-	b.reserve(len(info) + 1)
+	info := b.c.slotInfo[slot] // MetadataRoom reserved room for it
 	p := unsafe.Add(b.cur, b.at)
 	copy(unsafe.Slice((*byte)(p), len(info)), info)
 	*(*byte)(unsafe.Add(p, len(info))) = 0
@@ -221,6 +225,9 @@ func (c *cConsumer) loadSlots(rp driver.RecordPuller) error {
 		idx, infos = append(idx, i), append(infos, info)
 	}
 	c.slotIndex, c.slotInfo = idx, infos
+	for _, info := range infos {
+		c.maxInfo = max(c.maxInfo, len(info))
+	}
 	return nil
 }
 

@@ -44,6 +44,7 @@ type cConsumer struct {
 	// consumer, the partition's index and information (set once, under mu).
 	slotIndex []int
 	slotInfo  [][]byte
+	maxInfo   int // the longest of slotInfo
 
 	recMu    sync.Mutex
 	recSpare [][]batchRecord // of released batches of records

@@ -602,8 +602,8 @@ func (c *consumer) nextLocked(timeout time.Duration) (_ diaspora.Event, err erro
 			spinWait()
 			continue
 		}
-		if timeout == 0 && c.sink != nil {
-			return diaspora.Event{}, errNoneReady
+		if timeout == 0 && c.sink != nil && c.sinkN > 0 {
+			return diaspora.Event{}, errNoneReady // a further pass of a PullRecords
 		}
 		if start.IsZero() {
 			start = time.Now()

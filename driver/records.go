@@ -31,7 +31,8 @@ type Record struct {
 // A RecordSink receives the records of a PullRecords.
 type RecordSink interface {
 	// MetadataRoom returns n bytes of the sink's memory (not the Go
-	// heap's, or pinned) that the next record's metadata is copied into;
+	// heap's, or pinned) that the next record's metadata is copied into,
+	// or nil when it has none (the record is left for the next pull);
 	// the copy is checked there, so that what is checked is what the sink
 	// keeps (the ring's bytes are another process's to change). The room
 	// is the sink's once Add is called; without Add (the metadata is
@@ -100,8 +101,9 @@ func (c *consumer) PullRecords(sink RecordSink, max int, timeout time.Duration) 
 		}
 		return 0, err
 	}
-	// What the sink holds is handed out whatever came after it (a fault
-	// of a truncated ring is met again by the next pull). A pass reads
+	// What the sink holds is handed out whatever came after it (the
+	// records after it are raw: the next pull meets the error again as it
+	// builds them). A pass reads
 	// what it finds in one partition (perFill at most): more passes that
 	// need no wait fill the sink.
 	for err == nil && c.sinkN < max && c.rawAt == len(c.raw) {
@@ -114,27 +116,37 @@ func (c *consumer) PullRecords(sink RecordSink, max int, timeout time.Duration) 
 }
 
 // fillSink hands the records of a pass (those of cp from the wanted ID
-// on) to the sink. A record whose metadata is damaged stays, with those
-// after it, raw: the next pull builds it as an event, and so meets the
-// error. c.mu is held.
+// on) to the sink. The reader is past all of them: until each is handed,
+// it is raw, so that a record whose metadata is damaged, a sink out of
+// room or a fault (a truncated ring) leaves it and those after it to the
+// next pull, which builds them as events (and meets the error). c.mu is
+// held.
 func (c *consumer) fillSink(cp *consumerPartition, entries []ring.Entry) (bool, error) {
+	c.raw, c.rawAt, c.rawCP = entries, 0, cp
 	for i := range entries {
+		c.rawAt = i
 		if err := cp.sinkEntry(&entries[i]); err != nil {
-			c.raw, c.rawAt, c.rawCP = entries[i:], 0, cp
 			if i == 0 {
 				return false, fmt.Errorf("consumer %q of %s: event %d: %w (the event is not skipped: the next Pull delivers it again)", c.name, cp.part, entries[i].ID, err)
 			}
 			return true, nil
 		}
 	}
+	c.raw, c.rawAt, c.rawCP = nil, 0, nil
 	return true, nil
 }
+
+// errSinkFull is a sink's MetadataRoom giving no room (out of memory).
+var errSinkFull = errors.New("the record sink has no room for the metadata")
 
 // sinkEntry copies a record's metadata into the sink, checks it there,
 // and hands the record over; c.mu is held.
 func (cp *consumerPartition) sinkEntry(e *ring.Entry) error {
 	c := cp.c
 	room := c.sink.MetadataRoom(len(e.Meta))
+	if len(room) != len(e.Meta) {
+		return fmt.Errorf("%w (%d bytes)", errSinkFull, len(e.Meta))
+	}
 	copy(room, e.Meta)
 	if !isEmptyObject(room) {
 		if _, err := diaspora.MetadataOfShape(room); err != nil {

@@ -115,8 +115,10 @@ func TestPullRecordsHandsEveryEventOnceInPlace(t *testing.T) {
 			if next != [2]uint64{n / 2, n / 2} {
 				t.Fatalf("records per partition %v", next)
 			}
-			if _, err := rp.PullRecords(&sink, 100, 50*time.Millisecond); !errors.Is(err, diaspora.ErrTimeout) {
-				t.Fatalf("PullRecords with nothing left: %v, want a timeout", err)
+			for _, wait := range []time.Duration{50 * time.Millisecond, 0} {
+				if _, err := rp.PullRecords(&sink, 100, wait); !errors.Is(err, diaspora.ErrTimeout) {
+					t.Fatalf("PullRecords with nothing left, waiting %v: %v, want a timeout", wait, err)
+				}
 			}
 			for slot, r := range last {
 				if err := rp.AcknowledgeRecord(slot, r.ID, r.End); err != nil {
@@ -412,5 +414,88 @@ func TestPullRecordsAfterTheLog(t *testing.T) {
 	}
 	if events == 0 || records == 0 {
 		t.Fatalf("%d events from the log and %d records from the ring: want both", events, records)
+	}
+}
+
+// faultySink gives no room (out of memory), or faults as a truncated ring
+// does, at its k-th MetadataRoom.
+type faultySink struct {
+	recordSink
+	k, calls int
+	fault    bool
+}
+
+// fakeFault is a memory fault, as SetPanicOnFault makes it.
+type fakeFault struct{}
+
+func (fakeFault) Error() string { return "unexpected fault address" }
+func (fakeFault) RuntimeError() {}
+func (fakeFault) Addr() uintptr { return 1 << 30 }
+
+func (s *faultySink) MetadataRoom(n int) []byte {
+	if s.calls++; s.calls == s.k {
+		if s.fault {
+			panic(fakeFault{})
+		}
+		return nil
+	}
+	return s.recordSink.MetadataRoom(n)
+}
+
+// A sink out of room, or a fault in the middle of a pass (the reader is
+// already past the pass's records), loses no record: those handed are
+// handed, and the rest are the next pulls', as events.
+func TestPullRecordsLosesNothingToASinkOrAFault(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		k     int
+		fault bool
+	}{{"no room for the first", 1, false}, {"no room for the third", 3, false}, {"fault at the first", 1, true}, {"fault at the third", 3, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, _ := newDriver(t)
+			th := createTopic(t, d, "t", `{"durability":"none","ring_size":"1MiB"}`)
+			p, _ := th.Producer("p", diaspora.BatchSize(32))
+			const n = 20
+			for i := range n {
+				p.Push(diaspora.MustMetadata(fmt.Sprintf(`{"i":%d}`, i)), diaspora.DataView{[]byte("d")})
+			}
+			if _, err := p.Flush().Wait(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			c, err := th.Consumer("c", diaspora.FullDataSelector)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			rp := recordPuller(t, c)
+			sink := &faultySink{k: tc.k, fault: tc.fault}
+			k, err := rp.PullRecords(sink, 100, time.Second)
+			if k != tc.k-1 || len(sink.recs) != k || (k == 0) != (err != nil) {
+				t.Fatalf("PullRecords: %d records (%d in the sink), %v; want %d", k, len(sink.recs), err, tc.k-1)
+			}
+			var got []string
+			got = append(got, sink.mds...)
+			for len(got) < n {
+				var more recordSink
+				k, err := rp.PullRecords(&more, 100, time.Second)
+				if errors.Is(err, driver.ErrNotRecords) {
+					ev, err := c.Pull().Wait(time.Second)
+					if err != nil {
+						t.Fatalf("Pull after %d: %v", len(got), err)
+					}
+					got = append(got, ev.Metadata().Dump())
+					continue
+				}
+				if err != nil {
+					t.Fatalf("PullRecords after %d: %v", len(got), err)
+				}
+				got = append(got, more.mds[:k]...)
+			}
+			for i, md := range got {
+				if want := fmt.Sprintf(`{"i":%d}`, i); md != want {
+					t.Fatalf("event %d: %s, want %s (all: %v)", i, md, want, got)
+				}
+			}
+		})
 	}
 }
