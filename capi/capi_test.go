@@ -385,8 +385,8 @@ func testQueue(t *testing.T, exe, mode string) {
 	const perThread = 3000
 	type ev struct {
 		T, I, Tail, Last, Drv *int
-		part             int
-		data             string
+		part                  int
+		data                  string
 	}
 	evc := make(chan ev, 1024)
 	stop := make(chan struct{})

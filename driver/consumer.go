@@ -103,6 +103,9 @@ type consumerPartition struct {
 	lock   io.Closer   // the ring's lock of the name: one cursor per name
 	pos    *segment.PositionMap
 	posErr error // why pos could not be opened for writing (a read-only root)
+	// logRead counts the events read from the log: every logSeekEvery
+	// of them the ring is asked whether it holds the next.
+	logRead int
 	// in-place events are carved here (under c.mu)
 	inPlace   *inPlaceBlock
 	inPlaceAt int
@@ -722,6 +725,10 @@ func (c *consumer) holdsRing() error {
 	return nil
 }
 
+// logSeekEvery: a consumer reading the log looks whether the ring holds
+// its next event once per this many events.
+const logSeekEvery = 64
+
 // closeCheck bounds each sleep of a Pull, so that Close is seen.
 const closeCheck = 100 * time.Millisecond
 
@@ -733,6 +740,18 @@ func (cp *consumerPartition) tryNext() (diaspora.Event, bool, error) {
 		return ev, err == nil, err
 	}
 	for cp.log != nil {
+		if cp.logRead++; cp.logRead%logSeekEvery == 0 {
+			// The ring may hold the wanted event by now: read it there,
+			// and let producers have the space the reader pinned since it
+			// attached (they wait for it: in one process, a late consumer
+			// reading a long log held its producers until their timeout).
+			if err := cp.rd.SeekID(cp.want); err == nil {
+				cp.log.Close()
+				cp.log = nil
+				cp.rd.Release(cp.rd.Position())
+				break
+			}
+		}
 		e, err := cp.log.Next()
 		if errors.Is(err, io.EOF) {
 			// The log is read up to what is archived; the ring holds the

@@ -642,6 +642,48 @@ func TestNewConsumerReadsLogThenRing(t *testing.T) {
 	}
 }
 
+// A new name reading the log of a topic whose ring wrapped takes the ring
+// again as soon as the ring holds its next event: its reader, pinned where
+// it attached, no longer holds the ring's space for the rest of the log.
+// Pushes made meanwhile (here by the consumer's own goroutine) get room.
+func TestLateConsumerReadingTheLogLetsProducersPush(t *testing.T) {
+	const n = 3000
+	d, _ := newDriver(t)
+	th := createTopic(t, d, "history", `{"ring_size":"64KiB","durability":"async","push_timeout":"3s"}`)
+	p, _ := th.Producer("p", diaspora.BatchSize(32))
+	for i := range n {
+		p.Push(diaspora.MustMetadata(fmt.Sprintf(`{"i":%d}`, i)), diaspora.DataView{make([]byte, 100)})
+	}
+	if _, err := p.Flush().Wait(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c, err := th.Consumer("late", diaspora.FullDataSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for want := 0; want < n+100; want++ {
+		if want == n {
+			var fs []diaspora.Future[diaspora.EventID]
+			for i := n; i < n+100; i++ {
+				fs = append(fs, p.Push(diaspora.MustMetadata(fmt.Sprintf(`{"i":%d}`, i)), diaspora.DataView{make([]byte, 100)}))
+			}
+			for _, f := range fs {
+				if _, err := f.Wait(10 * time.Second); err != nil {
+					t.Fatalf("a push while the late consumer reads: %v", err)
+				}
+			}
+		}
+		ev, err := c.Pull().Wait(5 * time.Second)
+		if err != nil || ev.ID() != uint64(want) || ev.Metadata().Dump() != fmt.Sprintf(`{"i":%d}`, want) {
+			t.Fatalf("Pull: %d %s, %v; want event %d", ev.ID(), ev.Metadata(), err, want)
+		}
+		if err := ev.Acknowledge(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestPinningConsumerFailsPushNamingIt: a zero-copy consumer that never
 // acknowledges holds the ring; a push then fails after its timeout with an
 // error that names the consumer, rather than hanging.
