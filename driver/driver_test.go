@@ -34,6 +34,32 @@ func newDriver(t testing.TB) (diaspora.Driver, diaspora.Metadata) {
 	return d, opts
 }
 
+// pushNumbered pushes events {"i":from} .. {"i":to-1}, 100 bytes of data
+// each, and waits until each is written.
+func pushNumbered(t testing.TB, p diaspora.Producer, from, to int) {
+	t.Helper()
+	fs := make([]diaspora.Future[diaspora.EventID], 0, to-from)
+	for i := from; i < to; i++ {
+		fs = append(fs, p.Push(diaspora.MustMetadata(fmt.Sprintf(`{"i":%d}`, i)), diaspora.DataView{make([]byte, 100)}))
+	}
+	for i, f := range fs {
+		if _, err := f.Wait(30 * time.Second); err != nil {
+			t.Fatalf("push %d: %v", from+i, err)
+		}
+	}
+}
+
+// openConsumer opens a consumer that the test's end closes.
+func openConsumer(t testing.TB, th diaspora.TopicHandle, name string, args ...diaspora.Arg) diaspora.Consumer {
+	t.Helper()
+	c, err := th.Consumer(name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func createTopic(t testing.TB, d diaspora.Driver, name, options string, args ...diaspora.TopicArg) diaspora.TopicHandle {
 	t.Helper()
 	args = append(args, diaspora.MustMetadata(options))
@@ -651,28 +677,11 @@ func TestLateConsumerReadingTheLogLetsProducersPush(t *testing.T) {
 	d, _ := newDriver(t)
 	th := createTopic(t, d, "history", `{"ring_size":"64KiB","durability":"async","push_timeout":"3s"}`)
 	p, _ := th.Producer("p", diaspora.BatchSize(32))
-	for i := range n {
-		p.Push(diaspora.MustMetadata(fmt.Sprintf(`{"i":%d}`, i)), diaspora.DataView{make([]byte, 100)})
-	}
-	if _, err := p.Flush().Wait(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	c, err := th.Consumer("late", diaspora.FullDataSelector)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	pushNumbered(t, p, 0, n)
+	c := openConsumer(t, th, "late", diaspora.FullDataSelector)
 	for want := 0; want < n+100; want++ {
 		if want == n {
-			var fs []diaspora.Future[diaspora.EventID]
-			for i := n; i < n+100; i++ {
-				fs = append(fs, p.Push(diaspora.MustMetadata(fmt.Sprintf(`{"i":%d}`, i)), diaspora.DataView{make([]byte, 100)}))
-			}
-			for _, f := range fs {
-				if _, err := f.Wait(10 * time.Second); err != nil {
-					t.Fatalf("a push while the late consumer reads: %v", err)
-				}
-			}
+			pushNumbered(t, p, n, n+100) // while the late consumer reads
 		}
 		ev, err := c.Pull().Wait(5 * time.Second)
 		if err != nil || ev.ID() != uint64(want) || ev.Metadata().Dump() != fmt.Sprintf(`{"i":%d}`, want) {
@@ -896,17 +905,8 @@ func TestDataOnGoHeapSaysWhereTheDataIs(t *testing.T) {
 	}
 	th := createTopic(t, d, "where", `{"ring_size":"64KiB","durability":"async"}`)
 	p, _ := th.Producer("p", diaspora.BatchSize(32))
-	for i := 0; i < n; i++ {
-		p.Push(diaspora.MustMetadata(fmt.Sprintf(`{"i":%d}`, i)), diaspora.DataView{make([]byte, 100)})
-	}
-	if _, err := p.Flush().Wait(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	c, err := th.Consumer("c", diaspora.FullDataSelector)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	pushNumbered(t, p, 0, n)
+	c := openConsumer(t, th, "c", diaspora.FullDataSelector)
 	type heapReporter interface{ DataOnGoHeap() bool }
 	for i := 0; i < n; i++ {
 		ev, err := c.Pull().Wait(10 * time.Second)

@@ -286,11 +286,7 @@ func TestPullRecordsStopsAtDamagedMetadata(t *testing.T) {
 	c.Close()
 
 	// The damaged record first in a pass: PullRecords's own error.
-	c, err = th.Consumer("c", diaspora.FullDataSelector)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c = openConsumer(t, th, "c", diaspora.FullDataSelector)
 	rp = recordPuller(t, c)
 	if k, err := rp.PullRecords(&sink, 10, time.Second); err != nil || k != 1 {
 		t.Fatalf("PullRecords: %d, %v", k, err)
@@ -299,11 +295,7 @@ func TestPullRecordsStopsAtDamagedMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	c, err = th.Consumer("c", diaspora.FullDataSelector)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c = openConsumer(t, th, "c", diaspora.FullDataSelector)
 	rp = recordPuller(t, c)
 	sink.reset()
 	k, err := rp.PullRecords(&sink, 10, time.Second)
@@ -366,17 +358,8 @@ func TestPullRecordsAfterTheLog(t *testing.T) {
 	d, _ := newDriver(t)
 	th := createTopic(t, d, "history", `{"ring_size":"64KiB","durability":"async"}`)
 	p, _ := th.Producer("p", diaspora.BatchSize(32))
-	for i := range n {
-		p.Push(diaspora.MustMetadata(fmt.Sprintf(`{"i":%d}`, i)), diaspora.DataView{make([]byte, 100)})
-	}
-	if _, err := p.Flush().Wait(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	c, err := th.Consumer("late", diaspora.FullDataSelector)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	pushNumbered(t, p, 0, n)
+	c := openConsumer(t, th, "late", diaspora.FullDataSelector)
 	rp := recordPuller(t, c)
 	var sink recordSink
 	want, events, records := uint64(0), 0, 0
@@ -384,15 +367,7 @@ func TestPullRecordsAfterTheLog(t *testing.T) {
 		if want == n {
 			// The log is read (the archiver may have had all of it): these
 			// are in the ring only.
-			var fs []diaspora.Future[diaspora.EventID]
-			for i := n; i < n+100; i++ {
-				fs = append(fs, p.Push(diaspora.MustMetadata(fmt.Sprintf(`{"i":%d}`, i)), diaspora.DataView{make([]byte, 100)}))
-			}
-			for _, f := range fs {
-				if _, err := f.Wait(30 * time.Second); err != nil {
-					t.Fatal(err)
-				}
-			}
+			pushNumbered(t, p, n, n+100)
 		}
 		sink.reset()
 		k, err := rp.PullRecords(&sink, 64, 5*time.Second)

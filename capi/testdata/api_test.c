@@ -8,24 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "diaspora_shm.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                       \
-	do {                                                                       \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                                      \
-			fprintf(stderr, " (last error: %s)\n", dshm_last_error());         \
-			failures++;                                                        \
-		}                                                                      \
-	} while (0)
-
-#define OK(call) CHECK((call) == DSHM_OK, "%s", #call)
-#define IS(call, code) CHECK((call) == (code), "%s should give %s", #call, #code)
-// A failing call's message names what was wrong.
-#define SAYS(text) CHECK(strstr(dshm_last_error(), text) != NULL, "message should mention \"%s\"", text)
+#include "check.h"
 
 static char opts[4096];
 

@@ -2,13 +2,13 @@
 // queue, from two threads, between the producer's other calls. Run by
 // capi_test.go (TestUntrackedPushesThroughTheQueue) as: queue ROOT SHM
 // TOPIC [pool] (pool: the producer's pushes run on a thread pool, which
-// reads them after the call returned), with a Go consumer reading the topic meanwhile. Each thread's
-// events carry {"t":T,"i":I} and 16 bytes of pattern(T, I), from a buffer
-// of their own (valid until the flush, as the header asks; the queue's
-// memory is reused at once). It prints "TAIL" once it
-// pushed 5 events {"tail":K} it does not flush, waits for a line on stdin,
-// pushes 3 {"last":K} and closes the producer without a flush, then 3
-// {"drv":K} through another producer, and closes the driver.
+// reads them after the call returned), with a Go consumer reading the
+// topic meanwhile. Each thread's events carry {"t":T,"i":I} and 16 bytes
+// of pattern(T, I), from a buffer of their own (valid until the flush, as
+// the header asks; the queue's memory is reused at once). It prints
+// "TAIL" once it pushed 5 events {"tail":K} it does not flush, waits for a
+// line on stdin, pushes 3 {"last":K} and closes the producer without a
+// flush, then 3 {"drv":K} through another producer, and closes the driver.
 
 #include <pthread.h>
 #include <stdio.h>
@@ -16,24 +16,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "diaspora_shm.h"
+#include "check.h"
 
 #define PER_THREAD 3000
 
 static dshm_producer prod;
-static int failures;
-
-#define CHECK(cond, ...)                                                                         \
-	do {                                                                                         \
-		if (!(cond)) {                                                                           \
-			fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);             \
-			fprintf(stderr, __VA_ARGS__);                                                        \
-			fprintf(stderr, " (last error: %s)\n", dshm_last_error());                           \
-			__atomic_add_fetch(&failures, 1, __ATOMIC_SEQ_CST);                                  \
-		}                                                                                        \
-	} while (0)
-#define OK(call) CHECK((call) == DSHM_OK, "%s", #call)
-#define IS(call, code) CHECK((call) == (code), "%s should give %s", #call, #code)
 
 static void pattern(int t, int i, unsigned char *b) {
 	for (int k = 0; k < 16; k++) b[k] = (unsigned char)(t * 101 + i * 7 + k);
