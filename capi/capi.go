@@ -32,7 +32,10 @@ type cDriver struct{ d diaspora.Driver }
 
 type cPool struct{ p diaspora.ThreadPool }
 
-type cTopic struct{ t diaspora.TopicHandle }
+type cTopic struct {
+	t diaspora.TopicHandle
+	d *cDriver // whose producers the driver's close forgets
+}
 
 //export dshmgo_driver_open
 func dshmgo_driver_open(backend, options *C.char, out *C.dshm_driver) (st C.int) {
@@ -64,7 +67,24 @@ func dshmgo_driver_close(h C.dshm_driver) (st C.int) {
 	if err != nil {
 		return fail(err)
 	}
-	return failOr(d.d.Close())
+	// The driver closes its producers: their push queues (drained by the
+	// caller) and drain goroutines go with them.
+	handles.RLock()
+	var prods []uint64
+	for k, v := range handles.m {
+		if p, ok := v.(*cProducer); ok && p.d == d {
+			prods = append(prods, k)
+		}
+	}
+	handles.RUnlock()
+	err = d.d.Close()
+	for _, k := range prods {
+		C.dshm__queue_forget(C.dshm_producer(k))
+		if p, err := lookup[*cProducer](C.uint64_t(k), "producer"); err == nil {
+			p.stopQueue()
+		}
+	}
+	return failOr(err)
 }
 
 func failOr(err error) C.int {
@@ -265,7 +285,7 @@ func dshmgo_topic_open(h C.dshm_driver, name *C.char, out *C.dshm_topic) (st C.i
 	if err != nil {
 		return fail(err)
 	}
-	*out = C.dshm_topic(newHandle(&cTopic{t}))
+	*out = C.dshm_topic(newHandle(&cTopic{t: t, d: d}))
 	return C.DSHM_OK
 }
 

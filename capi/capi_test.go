@@ -365,7 +365,7 @@ func testQueue(t *testing.T, exe, mode string) {
 	root, shmDir := dirs(t)
 	d := openGo(t, root, shmDir)
 	v, err := diaspora.ValidatorFromMetadata(diaspora.MustMetadata(`{"type": "schema", "schema": {"type": "object",
-		"anyOf": [{"required": ["t"]}, {"required": ["tail"]}, {"required": ["last"]}, {"required": ["drv"]}]}}`))
+		"anyOf": [{"required": ["t"]}, {"required": ["tail"]}, {"required": ["last"]}, {"required": ["drv"]}, {"maxProperties": 0}]}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +447,7 @@ func testQueue(t *testing.T, exe, mode string) {
 
 	next := map[[2]int]int{} // (thread, partition) → the last i seen
 	count := [3]int{}
-	tails, lasts, drvs := 0, 0, 0
+	tails, lasts, drvs, empties := 0, 0, 0, 0
 	take := func(v ev) {
 		switch {
 		case v.Tail != nil:
@@ -473,6 +473,11 @@ func testQueue(t *testing.T, exe, mode string) {
 			count[th]++
 		case v.T != nil:
 			count[2]++
+		default: // no metadata
+			if v.data != strings.Repeat(string(rune('a'+empties)), 8) {
+				t.Errorf("event %d without metadata: data %q", empties, v.data)
+			}
+			empties++
 		}
 	}
 	deadline := time.After(2 * time.Minute)
@@ -510,6 +515,9 @@ func testQueue(t *testing.T, exe, mode string) {
 	}
 	if l := <-lines; l != "ok" {
 		t.Fatalf("queue said %q\n%s", l, stderr.String())
+	}
+	if empties != 10 {
+		t.Errorf("%d events without metadata, want 10", empties)
 	}
 	if count != [3]int{perThread, perThread, 7} {
 		t.Fatalf("events of threads 0, 1 and the others: %v, want %d, %d, 7", count, perThread, perThread)

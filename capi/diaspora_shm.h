@@ -204,10 +204,16 @@ int dshm_producer_open(dshm_topic t, const char *name, const char *args_json, ds
  * more than such a push); every other call on the producer writes the
  * queue first, and what a burst leaves in it is written within about a
  * millisecond (the data must stay valid until the push completes all
- * the same: a push that finds the producer idle is not copied). Its bad arguments (metadata
- * that is not JSON, NULL pointers, a negative partition) are still this
- * call's errors; what only the topic can refuse (its validator) is the
- * next flush's, as for any untracked push. */
+ * the same: a push that finds the producer idle is not copied). Its bad
+ * arguments (metadata that is not JSON, NULL pointers, a negative
+ * partition) are still this call's errors; what only the topic can refuse
+ * (its validator) is the next flush's, as for any untracked push. A
+ * process that exits without dshm_producer_flush or _close (or
+ * dshm_driver_close) loses what the queue holds, as it loses what the
+ * producer has not written yet. When the ring is full, the push that
+ * writes the queue waits for room for each of its pushes (up to the
+ * topic's push_timeout each); a flush with a timeout leaves a queue that
+ * another thread is writing to that thread. */
 int dshm_producer_push(dshm_producer p, const char *metadata, size_t metadata_size,
                        const dshm_segment *segments, size_t num_segments, int64_t partition,
                        dshm_future *out);

@@ -27,9 +27,10 @@ int dshm__call_processor(dshm_processor_fn f, void *ctx, dshm_event ev);
 typedef struct dshm__queue dshm__queue;
 int dshm__queue_push(dshm_producer p, const char *md, size_t md_len, const dshm_segment *segs, size_t nsegs,
                      int64_t partition);
-int dshm__queue_drain(dshm_producer p);
+int dshm__queue_drain(dshm_producer p, int try);
 void dshm__queue_drain_all(void);
 int dshm__queue_close(dshm_producer p);
+void dshm__queue_forget(dshm_producer p);
 int dshm__queue_tail(dshm_producer p);
 int dshm__json_ok(const char *s, size_t n);
 

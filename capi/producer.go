@@ -21,6 +21,7 @@ import (
 // flush reports.
 type cProducer struct {
 	p diaspora.Producer
+	d *cDriver // its driver
 
 	mu         sync.Mutex
 	inFlight   []*pushCall // in the order the calls ended; inFlight[head:] are pending
@@ -342,7 +343,7 @@ func dshmgo_producer_open(h C.dshm_topic, name, argsJSON *C.char, out *C.dshm_pr
 	if err != nil {
 		return fail(err)
 	}
-	*out = C.dshm_producer(newHandle(&cProducer{p: p}))
+	*out = C.dshm_producer(newHandle(&cProducer{p: p, d: t.d}))
 	return C.DSHM_OK
 }
 
@@ -508,17 +509,29 @@ func (p *cProducer) drainQueue(h C.dshm_producer) {
 			return
 		case <-p.queueWake:
 		}
-		for {
-			t.Reset(queueTick)
-			select {
-			case <-p.queueStop:
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			if C.dshm__queue_tail(h) == 0 {
-				break // parked: the next push queued wakes it
-			}
+		if !p.watchQueue(h, t) {
+			return
+		}
+	}
+}
+
+// watchQueue looks at the queue every queueTick while it holds pushes; it
+// returns false when the goroutine is to end (stopped, or the queue gone
+// with its producer), true when the queue is empty (the goroutine parks).
+func (p *cProducer) watchQueue(h C.dshm_producer, t *time.Timer) bool {
+	for {
+		t.Reset(queueTick)
+		select {
+		case <-p.queueStop:
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		switch C.dshm__queue_tail(h) {
+		case 0:
+			return true
+		case -1:
+			return false
 		}
 	}
 }

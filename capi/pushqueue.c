@@ -59,6 +59,11 @@ struct dshm__queue {
 static pthread_mutex_t queues_mu = PTHREAD_MUTEX_INITIALIZER;
 static dshm__queue *queues;
 static __thread dshm__queue *last_queue;
+// live counts the queues in use: a process that never queues (Python's
+// pushes are all tracked) takes no lock to find none.
+static atomic_int live;
+
+#define BUSY ((dshm__queue *)1) // find with try: another thread holds the queue
 
 static int64_t mono_ns(void) {
 	struct timespec ts;
@@ -66,15 +71,27 @@ static int64_t mono_ns(void) {
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+static int lock(dshm__queue *q, int try) {
+	if (try) {
+		return pthread_mutex_trylock(&q->mu) == 0;
+	}
+	pthread_mutex_lock(&q->mu);
+	return 1;
+}
+
 // find returns p's queue locked, or NULL; with create, a new one (for a
-// producer Go has just accepted a push of) when p has none.
-static dshm__queue *find(dshm_producer p, int create) {
-	if (p == 0) {
+// producer Go has just accepted a push of) when p has none; with try, BUSY
+// rather than wait for a queue another thread holds (it may be writing
+// into a full ring for as long as 64 pushes' timeouts).
+static dshm__queue *find(dshm_producer p, int create, int try) {
+	if (p == 0 || (!create && atomic_load(&live) == 0)) {
 		return NULL;
 	}
 	dshm__queue *q = last_queue;
 	if (q != NULL && atomic_load_explicit(&q->p, memory_order_relaxed) == p) {
-		pthread_mutex_lock(&q->mu);
+		if (!lock(q, try)) {
+			return BUSY;
+		}
 		if (atomic_load_explicit(&q->p, memory_order_relaxed) == p) {
 			return q;
 		}
@@ -104,6 +121,7 @@ static dshm__queue *find(dshm_producer p, int create) {
 			q->parked = 1;
 			q->first_ns = q->last_ns = mono_ns();
 			atomic_store(&q->p, p);
+			atomic_fetch_add(&live, 1);
 			pthread_mutex_unlock(&q->mu);
 		}
 	}
@@ -111,7 +129,9 @@ static dshm__queue *find(dshm_producer p, int create) {
 	if (q == NULL) {
 		return NULL;
 	}
-	pthread_mutex_lock(&q->mu);
+	if (!lock(q, try)) {
+		return BUSY;
+	}
 	if (atomic_load(&q->p) != p) { // closed meanwhile
 		pthread_mutex_unlock(&q->mu);
 		return NULL;
@@ -131,8 +151,9 @@ static int drain_locked(dshm__queue *q) {
 	for (size_t i = 0; i < q->n; i++) {
 		queued *e = &q->q[i];
 		segs[i] = (dshm_segment){q->bytes + e->data_off, e->data_len};
-		pushes[i] = (dshm_push){q->bytes + e->md_off, e->md_len, &segs[i], e->data_len > 0 ? 1 : 0,
-		                        e->partition};
+		// No metadata is NULL, as it came (a pointer to 0 bytes is not JSON).
+		pushes[i] = (dshm_push){e->md_len > 0 ? q->bytes + e->md_off : NULL, e->md_len, &segs[i],
+		                        e->data_len > 0 ? 1 : 0, e->partition};
 	}
 	size_t n = q->n;
 	q->n = q->used = 0;
@@ -142,10 +163,11 @@ static int drain_locked(dshm__queue *q) {
 }
 
 // dshm__queue_drain writes what p's queue holds: every other call on the
-// producer makes it first.
-int dshm__queue_drain(dshm_producer p) {
-	dshm__queue *q = find(p, 0);
-	if (q == NULL) {
+// producer makes it first. With try (a flush with a timeout) it leaves a
+// queue that another thread is writing to that thread.
+int dshm__queue_drain(dshm_producer p, int try) {
+	dshm__queue *q = find(p, 0, try);
+	if (q == NULL || q == BUSY) {
 		return DSHM_OK;
 	}
 	int rc = drain_locked(q);
@@ -162,38 +184,58 @@ void dshm__queue_drain_all(void) {
 	for (dshm__queue *q = all; q != NULL; q = q->next) {
 		uint64_t p = atomic_load(&q->p);
 		if (p != 0) {
-			dshm__queue_drain(p);
+			dshm__queue_drain(p, 0);
 		}
+	}
+}
+
+// release_locked frees q for another producer.
+static void release_locked(dshm__queue *q) {
+	atomic_store(&q->p, 0);
+	atomic_fetch_sub(&live, 1);
+	free(q->bytes);
+	q->bytes = NULL;
+	q->cap = q->n = q->used = 0;
+	if (last_queue == q) {
+		last_queue = NULL;
 	}
 }
 
 // dshm__queue_close drains p's queue and frees it for another producer;
 // pushes to p that come after go to Go, which says p is closed.
 int dshm__queue_close(dshm_producer p) {
-	dshm__queue *q = find(p, 0);
+	dshm__queue *q = find(p, 0, 0);
 	if (q == NULL) {
 		return DSHM_OK;
 	}
 	int rc = drain_locked(q);
-	atomic_store(&q->p, 0);
-	free(q->bytes);
-	q->bytes = NULL;
-	q->cap = 0;
-	if (last_queue == q) {
-		last_queue = NULL;
-	}
+	release_locked(q);
 	pthread_mutex_unlock(&q->mu);
 	return rc;
 }
 
+// dshm__queue_forget frees p's queue without writing it: p's driver closed
+// (after dshm__queue_drain_all), and p with it.
+void dshm__queue_forget(dshm_producer p) {
+	dshm__queue *q = find(p, 0, 0);
+	if (q != NULL) {
+		release_locked(q);
+		pthread_mutex_unlock(&q->mu);
+	}
+}
+
 // dshm__queue_tail is the producer's drain goroutine's look at its queue:
 // it drains a queue whose first push is linger old, and says whether the
-// queue holds pushes (1: look again later) or is empty (0: the goroutine
-// parks, and the next push queued wakes it).
+// queue holds pushes or another thread holds it (1: look again later), is
+// empty (0: the goroutine parks, and the next push queued wakes it), or is
+// gone (-1: the producer closed).
 int dshm__queue_tail(dshm_producer p) {
-	dshm__queue *q = find(p, 0);
+	dshm__queue *q = find(p, 0, 1);
+	if (q == BUSY) {
+		return 1;
+	}
 	if (q == NULL) {
-		return 0;
+		return -1;
 	}
 	if (q->n > 0 && mono_ns() - q->first_ns >= LINGER_NS) {
 		drain_locked(q); // a failure is the next flush's, as for any untracked push
@@ -371,13 +413,16 @@ int dshm__json_ok(const char *s, size_t n) {
 // refuse at once is pushed through Go, which says what was wrong.
 static int queueable(const char *md, size_t md_len, const dshm_segment *segs, size_t nsegs,
                      int64_t partition, size_t *data_len) {
+	// Metadata of 0 bytes at a pointer is not JSON: Go says so.
 	if (nsegs > QUEUE_SEGMENTS || md_len > QUEUE_ONE || (nsegs > 0 && segs == NULL) ||
-	    (md == NULL && md_len > 0) || (partition != DSHM_ANY_PARTITION && (partition < 0 || partition > ((int64_t)1 << 31)))) {
+	    (md == NULL && md_len > 0) || (md != NULL && md_len == 0) ||
+	    (partition != DSHM_ANY_PARTITION && (partition < 0 || partition > ((int64_t)1 << 31)))) {
 		return 0;
 	}
 	size_t total = 0;
 	for (size_t k = 0; k < nsegs; k++) {
-		if (segs[k].size > 0 && segs[k].data == NULL) {
+		// Each bounded before the sum, which must not wrap.
+		if ((segs[k].size > 0 && segs[k].data == NULL) || segs[k].size > QUEUE_ONE) {
 			return 0;
 		}
 		total += segs[k].size;
@@ -399,7 +444,7 @@ int dshm__queue_push(dshm_producer p, const char *md, size_t md_len, const dshm_
                      size_t nsegs, int64_t partition) {
 	size_t data_len = 0;
 	if (!queueable(md, md_len, segs, nsegs, partition, &data_len)) {
-		int rc = dshm__queue_drain(p);
+		int rc = dshm__queue_drain(p, 0);
 		if (rc != DSHM_OK) {
 			return rc;
 		}
@@ -407,16 +452,19 @@ int dshm__queue_push(dshm_producer p, const char *md, size_t md_len, const dshm_
 	}
 	// The clock is read when the queue is empty and halfway, not for
 	// every push: on this VM a read cost a sixth of a push's time.
-	dshm__queue *q = find(p, 0);
+	dshm__queue *q = find(p, 0, 0);
 	int64_t now = q == NULL || q->n % (QUEUE_PUSHES / 2) == 0 ? mono_ns() : q->last_ns;
 	if (q == NULL || (q->n == 0 && now - q->last_ns > GAP_NS)) {
-		// The producer's first push, or one after a pause: at once.
+		// The producer's first push, or one after a pause: at once. The
+		// pause is counted from the end of this push (a push into Go can
+		// take longer than the pause: measured from its start, a stream
+		// would never be queued).
 		if (q != NULL) {
-			q->last_ns = now;
 			pthread_mutex_unlock(&q->mu);
 		}
 		int rc = dshmgo_producer_push(p, (char *)md, md_len, (dshm_segment *)segs, nsegs, partition, NULL);
-		if (rc == DSHM_OK && q == NULL && (q = find(p, 1)) != NULL) {
+		if (rc == DSHM_OK && (q = find(p, q == NULL, 0)) != NULL) {
+			q->last_ns = mono_ns();
 			pthread_mutex_unlock(&q->mu);
 		}
 		return rc;
@@ -428,7 +476,7 @@ int dshm__queue_push(dshm_producer p, const char *md, size_t md_len, const dshm_
 			while (cap < q->used + need) {
 				cap *= 2;
 			}
-			char *b = q->n == 0 ? (free(q->bytes), malloc(cap)) : realloc(q->bytes, cap);
+			char *b = realloc(q->bytes, cap); // on failure the old buffer stands
 			if (b == NULL) {
 				int rc = drain_locked(q);
 				pthread_mutex_unlock(&q->mu);

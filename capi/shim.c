@@ -158,10 +158,9 @@ int dshm_producer_push(dshm_producer p, const char *metadata, size_t metadata_si
 	if (out == NULL) {
 		return dshm__queue_push(p, metadata, metadata_size, segments, num_segments, partition);
 	}
-	int rc = dshm__queue_drain(p); // what was pushed before is written before
-	if (rc != DSHM_OK) {
-		return rc;
-	}
+	// What was pushed before is written before. (A failure of the queue's
+	// is a closed handle's, which the call below reports, setting *out.)
+	dshm__queue_drain(p, 0);
 	return dshmgo_producer_push(p, (char *)metadata, metadata_size, (dshm_segment *)segments,
 	                            num_segments, partition, out);
 }
@@ -169,22 +168,15 @@ int dshm_producer_push(dshm_producer p, const char *metadata, size_t metadata_si
 int dshm_producer_push_many(dshm_producer p, const dshm_push *pushes, size_t n, dshm_future *futures,
                             size_t *pushed) {
 	GUARD;
-	int rc = dshm__queue_drain(p);
-	if (rc != DSHM_OK) {
-		if (pushed != NULL) {
-			*pushed = 0;
-		}
-		return rc;
-	}
+	dshm__queue_drain(p, 0);
 	return dshmgo_producer_push_many(p, (dshm_push *)pushes, n, futures, pushed);
 }
 
 int dshm_producer_flush(dshm_producer p, int64_t timeout_ms) {
 	GUARD;
-	int rc = dshm__queue_drain(p);
-	if (rc != DSHM_OK) {
-		return rc;
-	}
+	// With a timeout, a queue another thread is writing (into a full ring,
+	// it may take that thread 64 pushes' timeouts) is left to it.
+	dshm__queue_drain(p, timeout_ms >= 0);
 	return dshmgo_producer_flush(p, timeout_ms);
 }
 
@@ -198,10 +190,7 @@ int dshm_producer_close(dshm_producer p) {
 int dshm_producer_claim(dshm_producer p, const char *metadata, size_t metadata_size, size_t size,
                         int64_t partition, dshm_claim *out, void **data) {
 	GUARD;
-	int rc = dshm__queue_drain(p);
-	if (rc != DSHM_OK) {
-		return rc;
-	}
+	dshm__queue_drain(p, 0);
 	return dshmgo_producer_claim(p, (char *)metadata, metadata_size, size, partition, out, data);
 }
 

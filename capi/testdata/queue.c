@@ -11,6 +11,7 @@
 // flush, then 3 {"drv":K} through another producer, and closes the driver.
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,9 @@ static void *pusher(void *arg) {
 			IS(dshm_producer_push(prod, "{\"a\":1}", 7, NULL, 0, -7, NULL), DSHM_EINVAL);
 			IS(dshm_producer_push(prod, NULL, 3, NULL, 0, DSHM_ANY_PARTITION, NULL), DSHM_EINVAL);
 			IS(dshm_producer_push(prod, "{}", 2, NULL, 1, DSHM_ANY_PARTITION, NULL), DSHM_EINVAL);
+			IS(dshm_producer_push(prod, "{}", 0, NULL, 0, DSHM_ANY_PARTITION, NULL), DSHM_EJSON); // 0 bytes: not JSON
+			dshm_segment wrap[2] = {{buf, 1}, {buf, SIZE_MAX}}; // sizes whose sum wraps to 0
+			IS(dshm_producer_push(prod, "{}", 2, wrap, 2, DSHM_ANY_PARTITION, NULL), DSHM_EINVAL);
 			OK(dshm_producer_push(prod, "{\"t\":3,\"\xc3\xa9\":1}", 14, NULL, 0, DSHM_ANY_PARTITION, NULL)); // to Go at once
 		}
 	}
@@ -102,6 +106,15 @@ int main(int argc, char **argv) {
 	}
 	CHECK(dshm_producer_flush(prod, 10000) != DSHM_OK && strstr(dshm_last_error(), "3 untracked") != NULL,
 	      "the flush reports the 3 pushes the validator refused");
+	OK(dshm_producer_flush(prod, 10000));
+
+	// Events without metadata (NULL, 0: {}), queued like any other.
+	static unsigned char nodata[10][8];
+	for (int k = 0; k < 10; k++) {
+		memset(nodata[k], 'a' + k, 8);
+		dshm_segment seg = {nodata[k], 8};
+		OK(dshm_producer_push(prod, NULL, 0, &seg, 1, 1, NULL));
+	}
 	OK(dshm_producer_flush(prod, 10000));
 
 	// The tail of a burst is written without a flush.
