@@ -48,8 +48,6 @@ type cBatch struct {
 	at, size int
 	mdLen    int       // of the last MetadataRoom
 	slotText []*C.char // per slot of the consumer, its information in the batch
-	lastSlot int       // of the last record, whose information is lastText
-	lastText *C.char
 }
 
 // batchRecord is what the library keeps of a record of a batch: the
@@ -111,12 +109,9 @@ func (b *cBatch) Add(r driver.Record) {
 	*(*byte)(unsafe.Add(md, b.mdLen)) = 0
 	b.at += b.mdLen + 1
 	out := &b.infos[len(b.recs)]
-	if r.Slot != b.lastSlot || b.lastText == nil {
-		b.lastSlot, b.lastText = r.Slot, b.partitionText(r.Slot)
-	}
 	out.id = C.uint64_t(r.ID)
 	out.partition = C.size_t(b.c.slotIndex[r.Slot])
-	out.partition_info = b.lastText
+	out.partition_info = b.partitionText(r.Slot)
 	out.metadata = (*C.char)(md)
 	out.metadata_size = C.size_t(b.mdLen)
 	rec := batchRecord{id: r.ID, end: r.End, slot: r.Slot}
@@ -168,7 +163,7 @@ func (c *cConsumer) pullRecords(ms C.int64_t, infos []C.dshm_event_info) (*cBatc
 			return nil, err
 		}
 	}
-	b := &cBatch{c: c, rp: rp, infos: infos, recs: c.takeRecords(len(infos)), lastSlot: -1}
+	b := &cBatch{c: c, rp: rp, infos: infos, recs: c.takeRecords(len(infos))}
 	n, err := rp.PullRecords(b, len(infos), timeout(ms))
 	b.infos = nil
 	if n == 0 {
@@ -341,19 +336,24 @@ func (b *cBatch) free() {
 	b.evs = nil
 }
 
+// count is how many events the batch has.
+func (b *cBatch) count() int {
+	if b.rp != nil {
+		return len(b.recs)
+	}
+	return len(b.evs)
+}
+
 // event returns event i of the batch, under b.mu.
 func (b *cBatch) event(i C.size_t, call string) (diaspora.Event, diaspora.DataView, error) {
 	if b.done {
 		return diaspora.Event{}, nil, errHandle{msg: call + ": the batch was released"}
 	}
-	if b.rp != nil {
-		if uint64(i) >= uint64(len(b.recs)) {
-			return diaspora.Event{}, nil, invalid("%s: event %d of a batch of %d", call, uint64(i), len(b.recs))
-		}
-		return diaspora.Event{}, b.recs[i].view(), nil
+	if uint64(i) >= uint64(b.count()) {
+		return diaspora.Event{}, nil, invalid("%s: event %d of a batch of %d", call, uint64(i), b.count())
 	}
-	if uint64(i) >= uint64(len(b.evs)) {
-		return diaspora.Event{}, nil, invalid("%s: event %d of a batch of %d", call, uint64(i), len(b.evs))
+	if b.rp != nil {
+		return diaspora.Event{}, b.recs[i].view(), nil
 	}
 	return b.evs[i], b.evs[i].Data(), nil
 }
@@ -459,30 +459,17 @@ func dshmgo_batch_spans(h C.dshm_batch, n C.size_t, base, starts, ends *C.uint64
 	if b.done {
 		return fail(errHandle{msg: "dshm_batch_spans: the batch was released"})
 	}
-	count := len(b.evs)
-	if b.rp != nil {
-		count = len(b.recs)
-	}
-	if uint64(n) > uint64(count) {
+	if count := b.count(); uint64(n) > uint64(count) {
 		return fail(invalid("dshm_batch_spans: %d events of a batch of %d", uint64(n), count))
 	}
 	// One piece each, or the caller makes views another way.
 	piece := func(i int) (uintptr, int, error) {
-		if b.rp != nil {
-			if r := &b.recs[i]; r.data != 0 {
-				return r.data, r.size, nil
-			}
-		} else {
-			var first []byte
-			k := 0
-			for _, s := range b.evs[i].Data() {
-				if len(s) > 0 {
-					first, k = s, k+1
-				}
-			}
-			if k == 1 {
-				return uintptr(unsafe.Pointer(unsafe.SliceData(first))), len(first), nil
-			}
+		_, d, err := b.event(C.size_t(i), "dshm_batch_spans")
+		if err != nil {
+			return 0, 0, err
+		}
+		if first, k := segmentsOf(d); k == 1 {
+			return uintptr(unsafe.Pointer(unsafe.SliceData(first))), len(first), nil
 		}
 		return 0, 0, fmt.Errorf("diaspora_shm: dshm_batch_spans: %w: event %d of the batch is not one segment of data", errRange, i)
 	}

@@ -482,16 +482,25 @@ func pinData(ev diaspora.Event, d diaspora.DataView, p **runtime.Pinner) int {
 func fillData(out *C.dshm_event_info, d diaspora.DataView, size int) {
 	out.data_size = C.size_t(size)
 	out.first = C.dshm_segment{}
-	n := 0
+	first, n := segmentsOf(d)
+	if n > 0 {
+		out.first = C.dshm_segment{data: unsafe.Pointer(unsafe.SliceData(first)), size: C.size_t(len(first))}
+	}
+	out.num_segments = C.size_t(n)
+}
+
+// segmentsOf returns the first non-empty segment of d and how many
+// non-empty segments d has: what C is told of an event's data.
+func segmentsOf(d diaspora.DataView) (first []byte, n int) {
 	for _, s := range d {
 		if len(s) > 0 {
 			if n == 0 {
-				out.first = C.dshm_segment{data: unsafe.Pointer(unsafe.SliceData(s)), size: C.size_t(len(s))}
+				first = s
 			}
 			n++
 		}
 	}
-	out.num_segments = C.size_t(n)
+	return first, n
 }
 
 // freeCopy frees the data of an event of a "copy" consumer: one C buffer
@@ -691,12 +700,7 @@ func dshmgo_event_segments(h C.dshm_event, out *C.dshm_segment, cap C.size_t, n 
 // writeSegments writes the non-empty segments of d (up to cap) to out and
 // their count to *n.
 func writeSegments(d diaspora.DataView, out *C.dshm_segment, cap C.size_t, n *C.size_t, call string) C.int {
-	k := 0
-	for _, s := range d {
-		if len(s) > 0 {
-			k++
-		}
-	}
+	_, k := segmentsOf(d)
 	*n = C.size_t(k)
 	if uint64(cap) < uint64(k) || (k > 0 && out == nil) {
 		return fail(fmt.Errorf("diaspora_shm: %s: %w: the event has %d segments, room for %d", call, errRange, k, uint64(cap)))

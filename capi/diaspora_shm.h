@@ -202,9 +202,12 @@ int dshm_producer_open(dshm_topic t, const char *name, const char *args_json, ds
  * producer streams is copied into a queue of the library and written with
  * the pushes around it, up to 64 at a time (a call into the library costs
  * more than such a push); every other call on the producer writes the
- * queue first, and what a burst leaves in it is written within about a
- * millisecond (the data must stay valid until the push completes all
- * the same: a push that finds the producer idle is not copied). Its bad
+ * queue first, and what a burst leaves in it is written by a goroutine of
+ * the library once 20 us old; late, milliseconds, when the threads calling
+ * into the library hold all of Go's Ps (README: GOMAXPROCS), so flush
+ * after a burst that must arrive at once. The data must stay valid until
+ * the push completes all the same: a push that finds the producer idle is
+ * not copied. Its bad
  * arguments (metadata that is not JSON, NULL pointers, a negative
  * partition) are still this call's errors; what only the topic can refuse
  * (its validator) is the next flush's, as for any untracked push. A
